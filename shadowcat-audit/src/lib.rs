@@ -1,0 +1,1 @@
+//! Tamper-evident, non-blocking security audit trail for MCP traffic.

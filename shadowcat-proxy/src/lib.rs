@@ -1,0 +1,3 @@
+//! The Shadowcat reverse proxy for the Model Context Protocol.
+
+pub mod example_server;

@@ -1,0 +1,3 @@
+//! The `shadowcat` command.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Multi-tier GCRA rate limiting for MCP traffic.
