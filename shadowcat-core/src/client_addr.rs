@@ -28,7 +28,7 @@ impl ClientAddrResolver {
     /// Resolves the client address from the peer address and the request's forwarding
     /// headers.
     ///
-    /// `forwarded_for` holds the values of every `X-Forwarded-For` header in order, and
+    /// `forwarded_for` contains the values of every `X-Forwarded-For` header in order, and
     /// `forwarded` the values of every `Forwarded` header (RFC 7239). `Forwarded` wins
     /// when both are present. A hop that does not parse as an address ends the walk at
     /// the last trusted address, because nothing left of a garbled hop can be trusted.

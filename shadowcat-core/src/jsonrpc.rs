@@ -30,7 +30,7 @@ pub mod error_codes {
     pub const PAYLOAD_TOO_LARGE: i32 = -32005;
     /// The upstream failed or returned an unusable response.
     pub const UPSTREAM_ERROR: i32 = -32010;
-    /// The upstream did not answer in time.
+    /// The upstream did not respond in time.
     pub const UPSTREAM_TIMEOUT: i32 = -32011;
     /// No upstream is available to serve the request.
     pub const UPSTREAM_UNAVAILABLE: i32 = -32012;
@@ -59,7 +59,7 @@ impl fmt::Display for JsonRpcId {
     }
 }
 
-/// What a JSON-RPC message is.
+/// The kind of a JSON-RPC message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MessageKind {
     /// A request: has a method and an id, and expects a response.
@@ -107,7 +107,7 @@ pub struct JsonRpcBody {
     messages: Vec<Message>,
 }
 
-/// Why a body is not an acceptable JSON-RPC payload.
+/// The error returned when a body is not an acceptable JSON-RPC payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsonRpcError {
     /// The body is not JSON at all.
@@ -118,7 +118,7 @@ pub enum JsonRpcError {
     InvalidRequest {
         /// The id of the offending message, when it had a usable one.
         id: Option<JsonRpcId>,
-        /// What is wrong, in a few words.
+        /// The problem, in a few words.
         reason: &'static str,
     },
 }
@@ -157,7 +157,7 @@ struct RawMessage<'a> {
     error: Option<IgnoredAny>,
 }
 
-/// Keeps an explicit `null` as a present value, so `"id": null` is told apart from a
+/// Keeps an explicit `null` as a present value, so `"id": null` is distinguished from a
 /// missing id.
 fn present_raw<'de, D>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error>
 where

@@ -1,6 +1,6 @@
 //! Shared vocabulary for Shadowcat, the reverse proxy for the Model Context Protocol.
 //!
-//! This crate holds the types that cross crate lines so that the rate limiter, the audit
+//! This crate contains the types that cross crate lines so that the rate limiter, the audit
 //! trail and the proxy speak the same words. It performs no I/O.
 //!
 //! - [`SessionId`] and [`RequestId`]: proxy-minted identifiers.

@@ -74,7 +74,7 @@ pub fn supported_versions() -> impl Iterator<Item = &'static str> {
     LEGACY_VERSIONS.iter().chain(MODERN_VERSIONS).copied()
 }
 
-/// One request header as the validator sees it.
+/// One request header, reduced to what the validator needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderField<'a> {
     /// The header is absent.
@@ -107,7 +107,7 @@ impl<'a> HeaderField<'a> {
     }
 }
 
-/// Why a modern request's headers were rejected.
+/// The error returned when a modern request's headers are rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
     /// A mirrored header is missing, duplicated or disagrees with the body (`-32020`).

@@ -2,7 +2,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// How a caller proved who it is.
+/// The way a caller proved its identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
@@ -46,7 +46,7 @@ pub struct Principal {
     pub client_id: Option<String>,
     /// Granted scopes.
     pub scopes: Vec<String>,
-    /// How the caller authenticated.
+    /// The authentication method used.
     pub method: AuthMethod,
 }
 

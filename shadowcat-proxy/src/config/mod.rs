@@ -1,0 +1,452 @@
+//! The `shadowcat.toml` configuration: file format, defaults, validation, and how
+//! command-line flags override it.
+//!
+//! Every table rejects unknown keys, so a misspelled option is an error that names the
+//! key instead of a setting that silently does nothing.
+
+mod duration;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub use duration::parse_duration;
+
+/// Default address of the MCP listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default maximum size of a request body: 4 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default number of stdio children serving modern stateless requests.
+pub const DEFAULT_STDIO_POOL_SIZE: usize = 2;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener, request limits and browser protections.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The MCP server behind the proxy.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// Log output.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the MCP listener. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Path of the MCP endpoint. Default `/mcp`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// Address of the admin listener for `/healthz`, `/readyz` and `/metrics`; none by
+    /// default.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Maximum request body size in bytes. Default 4 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Host names (optionally `host:port`) accepted in the `Host` header. When empty, a
+    /// loopback listener accepts only loopback names and any other listener accepts all.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`) allowed to send requests. When empty, a loopback
+    /// listener allows only loopback origins and any other listener rejects every
+    /// request that carries an `Origin` header.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` and `Forwarded` headers are trusted.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// How long shutdown waits for in-flight requests before closing them. Default 30 s.
+    #[serde(
+        default = "default_shutdown_timeout",
+        with = "duration::serde_duration"
+    )]
+    pub shutdown_timeout: Duration,
+}
+
+/// The `[upstream]` table: exactly one of `url` or `command`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Streamable HTTP endpoint of the MCP server, such as `http://127.0.0.1:9000/mcp`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Command line of a stdio MCP server, split on whitespace (`"server --flag"`), or a
+    /// list of arguments.
+    #[serde(default)]
+    pub command: Option<CommandLine>,
+    /// Children kept for modern stateless requests to a stdio upstream. Default 2.
+    #[serde(default = "default_stdio_pool_size")]
+    pub stdio_pool_size: usize,
+    /// Time allowed to connect to an HTTP upstream. Default 5 s.
+    #[serde(default = "default_connect_timeout", with = "duration::serde_duration")]
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream to start its response (headers for HTTP, the
+    /// JSON-RPC response for stdio). Streams may then run for as long as they last.
+    /// Default 60 s.
+    #[serde(default = "default_request_timeout", with = "duration::serde_duration")]
+    pub request_timeout: Duration,
+    /// Headers added to every upstream request, such as a static upstream credential.
+    /// Values of the form `env:NAME` are read from the environment at start-up.
+    #[serde(default)]
+    pub headers: Vec<HeaderSetting>,
+}
+
+/// One `{ name = "...", value = "..." }` upstream header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSetting {
+    /// Header name.
+    pub name: String,
+    /// Header value, or `env:NAME` to read it from the environment.
+    pub value: String,
+}
+
+/// A command line, written either as one string or as a list of arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum CommandLine {
+    /// `"program arg1 arg2"`, split on whitespace.
+    Line(String),
+    /// `["program", "arg with spaces"]`.
+    Args(Vec<String>),
+}
+
+impl CommandLine {
+    /// Returns the program and its arguments.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Self::Line(line) => line.split_whitespace().map(str::to_owned).collect(),
+            Self::Args(args) => args.clone(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `[log]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `shadowcat_proxy=debug`. `RUST_LOG` wins
+    /// when set. Default `info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            path: default_path(),
+            admin_listen: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            command: None,
+            stdio_pool_size: DEFAULT_STDIO_POOL_SIZE,
+            connect_timeout: default_connect_timeout(),
+            request_timeout: default_request_timeout(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN
+        .parse()
+        .expect("the default listen address is valid")
+}
+fn default_path() -> String {
+    "/mcp".to_owned()
+}
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_stdio_pool_size() -> usize {
+    DEFAULT_STDIO_POOL_SIZE
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// A configuration error that names the field and the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, which names the key and the line.
+        message: String,
+    },
+    /// A field has a value that parses but cannot work.
+    #[error("invalid value for `{field}`: {value:?}: {reason}")]
+    Invalid {
+        /// Dotted path of the field, such as `upstream.url`.
+        field: &'static str,
+        /// The value as written.
+        value: String,
+        /// The reason the value is invalid.
+        reason: &'static str,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ConfigError`] when the file cannot be read, does not parse, contains an
+    /// unknown key, or has an invalid value.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses configuration text without validating cross-field rules.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ConfigError::Parse`] for invalid TOML, unknown keys and values of the
+    /// wrong type.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: error.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    /// Checks the rules that span fields or need more than a type to express.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ConfigError::Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let upstream = &self.upstream;
+        match (&upstream.url, &upstream.command) {
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    field: "upstream",
+                    value: String::new(),
+                    reason: "set `upstream.url` (or --upstream) or `upstream.command` (or --upstream-stdio)",
+                });
+            }
+            (Some(url), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "upstream.command",
+                    value: url.clone(),
+                    reason: "`upstream.url` and `upstream.command` are mutually exclusive",
+                });
+            }
+            (Some(url), None) => validate_upstream_url(url)?,
+            (None, Some(command)) => {
+                if command.argv().is_empty() {
+                    return Err(ConfigError::Invalid {
+                        field: "upstream.command",
+                        value: String::new(),
+                        reason: "the command is empty",
+                    });
+                }
+            }
+        }
+        if upstream.stdio_pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                field: "upstream.stdio_pool_size",
+                value: "0".to_owned(),
+                reason: "must be at least 1",
+            });
+        }
+        for header in &upstream.headers {
+            if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
+                return Err(ConfigError::Invalid {
+                    field: "upstream.headers.name",
+                    value: header.name.clone(),
+                    reason: "not a valid HTTP header name",
+                });
+            }
+        }
+        if !self.server.path.starts_with('/') {
+            return Err(ConfigError::Invalid {
+                field: "server.path",
+                value: self.server.path.clone(),
+                reason: "must start with `/`",
+            });
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                field: "server.max_body_bytes",
+                value: "0".to_owned(),
+                reason: "must be at least 1",
+            });
+        }
+        for origin in &self.server.allowed_origins {
+            if origin != "null" && !origin.contains("://") {
+                return Err(ConfigError::Invalid {
+                    field: "server.allowed_origins",
+                    value: origin.clone(),
+                    reason: "an origin needs a scheme, such as `https://app.example.com`",
+                });
+            }
+        }
+        if let Err(reason) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            let _ = reason;
+            return Err(ConfigError::Invalid {
+                field: "log.level",
+                value: self.log.level.clone(),
+                reason: "not a valid tracing filter such as `info` or `shadowcat_proxy=debug`",
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns true if the MCP listener is bound to a loopback address.
+    pub fn listens_on_loopback(&self) -> bool {
+        is_loopback(self.server.listen.ip())
+    }
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    shadowcat_core::normalize_ip(ip).is_loopback()
+}
+
+fn validate_upstream_url(url: &str) -> Result<(), ConfigError> {
+    let invalid = |reason| ConfigError::Invalid {
+        field: "upstream.url",
+        value: url.to_owned(),
+        reason,
+    };
+    let uri: http::Uri = url.parse().map_err(|_| invalid("not a valid URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(invalid(
+                "https upstreams are not supported yet; use http to a local or sidecar endpoint",
+            ));
+        }
+        _ => return Err(invalid("the URL must start with http://")),
+    }
+    if uri.authority().is_none() {
+        return Err(invalid("the URL has no host"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_file_validates() {
+        let config = Config::parse("[upstream]\nurl = \"http://127.0.0.1:9000/mcp\"\n").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.server.listen, default_listen());
+        assert_eq!(config.server.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error = Config::parse("[server]\nlisten_addr = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(error.to_string().contains("listen_addr"), "{error}");
+    }
+
+    #[test]
+    fn bad_value_names_field_and_value() {
+        let config = Config::parse("[upstream]\nurl = \"ftp://x/mcp\"\n").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("upstream.url"), "{error}");
+        assert!(error.contains("ftp://x/mcp"), "{error}");
+    }
+
+    #[test]
+    fn command_accepts_line_or_list() {
+        let line = Config::parse("[upstream]\ncommand = \"server --stdio\"\n").unwrap();
+        assert_eq!(line.upstream.command.unwrap().argv(), ["server", "--stdio"]);
+        let list = Config::parse("[upstream]\ncommand = [\"my server\", \"-v\"]\n").unwrap();
+        assert_eq!(list.upstream.command.unwrap().argv(), ["my server", "-v"]);
+    }
+
+    #[test]
+    fn durations_parse_units() {
+        let config = Config::parse(
+            "[server]\nshutdown_timeout = \"2m\"\n[upstream]\nurl = \"http://127.0.0.1:1/mcp\"\nrequest_timeout = \"1500ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.shutdown_timeout, Duration::from_secs(120));
+        assert_eq!(config.upstream.request_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn missing_upstream_is_invalid() {
+        let error = Config::default().validate().unwrap_err().to_string();
+        assert!(error.contains("upstream"), "{error}");
+    }
+}

@@ -1,0 +1,153 @@
+//! `GET /mcp` (the legacy server-to-client event stream) and `DELETE /mcp` (ending a
+//! legacy session).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderValue, Method, StatusCode, header};
+use shadowcat_core::{CallContext, error_codes};
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::post::guard_rejection;
+use super::{AppState, SessionLookupError, reject, relay_response, upstream_failure};
+use crate::session::{Session, SessionUpstream};
+use crate::upstream::UpstreamKind;
+
+fn lookup(app: &AppState, request: &Request) -> Result<Arc<Session>, Response> {
+    if let Err(rejection) = app.guard.check(request.headers()) {
+        return Err(guard_rejection(rejection));
+    }
+    app.session_for(request.headers())
+        .map_err(|error| match error {
+            SessionLookupError::Missing => reject::single(
+                StatusCode::BAD_REQUEST,
+                None,
+                error_codes::INVALID_REQUEST,
+                "missing Mcp-Session-Id header: GET and DELETE need a legacy session",
+                None,
+            ),
+            SessionLookupError::Unknown => reject::single(
+                StatusCode::NOT_FOUND,
+                None,
+                error_codes::SESSION_NOT_FOUND,
+                "session not found: it is unknown or has ended; send initialize to start a new one",
+                None,
+            ),
+        })
+}
+
+/// Opens the session's server-to-client event stream, passing `Last-Event-ID` through.
+pub(super) async fn get(
+    app: &Arc<AppState>,
+    mut ctx: CallContext,
+    request: Request,
+) -> (Response, CallContext) {
+    let session = match lookup(app, &request) {
+        Ok(session) => session,
+        Err(response) => return (response, ctx),
+    };
+    ctx.session_id = Some(session.id);
+
+    let response = match &session.upstream {
+        SessionUpstream::Http { upstream_session } => {
+            let UpstreamKind::Http(upstream) = &app.upstream else {
+                unreachable!("HTTP sessions exist only with an HTTP upstream");
+            };
+            match upstream
+                .send(
+                    Method::GET,
+                    request.headers(),
+                    upstream_session.as_ref(),
+                    Body::empty(),
+                )
+                .await
+            {
+                Ok(response) => relay_response(response, None, &app.shutdown),
+                Err(error) => upstream_failure(app, &ctx, &error, None),
+            }
+        }
+        SessionUpstream::Stdio(child) => {
+            // NOTE: stdio children keep no event history, so `Last-Event-ID` cannot
+            // replay missed events; the stream starts from now.
+            let session_for_ids = Arc::clone(&session);
+            let shutdown = app.shutdown.clone();
+            let events = BroadcastStream::new(child.subscribe())
+                .filter_map(move |message| {
+                    let session = Arc::clone(&session_for_ids);
+                    async move {
+                        let message = message.ok()?;
+                        let event = format!(
+                            "id: {}\ndata: {}\n\n",
+                            session.next_event_id(),
+                            String::from_utf8_lossy(&message)
+                        );
+                        Some(Ok::<_, Infallible>(Bytes::from(event)))
+                    }
+                })
+                .take_until(async move { shutdown.cancelled_owned().await });
+            let mut response = Response::new(Body::from_stream(events));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            response
+        }
+    };
+    (response, ctx)
+}
+
+/// Ends a legacy session on both sides: the upstream gets a `DELETE` (or its stdio
+/// child is stopped) and the proxy drops the id, so later requests get `404`.
+pub(super) async fn delete(
+    app: &Arc<AppState>,
+    mut ctx: CallContext,
+    request: Request,
+) -> (Response, CallContext) {
+    let session = match lookup(app, &request) {
+        Ok(session) => session,
+        Err(response) => return (response, ctx),
+    };
+    ctx.session_id = Some(session.id);
+    app.sessions.remove(&session.id);
+
+    match &session.upstream {
+        SessionUpstream::Http { upstream_session } => {
+            if let (UpstreamKind::Http(upstream), Some(upstream_session)) =
+                (&app.upstream, upstream_session)
+            {
+                match upstream
+                    .send(
+                        Method::DELETE,
+                        request.headers(),
+                        Some(upstream_session),
+                        Body::empty(),
+                    )
+                    .await
+                {
+                    Ok(response)
+                        if response.status().is_success()
+                            || response.status() == StatusCode::NOT_FOUND => {}
+                    Ok(response) => tracing::warn!(
+                        request_id = %ctx.request_id,
+                        status = response.status().as_u16(),
+                        "upstream did not end its session"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(request_id = %ctx.request_id, %error, "could not end the upstream session")
+                    }
+                }
+            }
+        }
+        SessionUpstream::Stdio(_) => session.end_upstream(),
+    }
+    tracing::info!(request_id = %ctx.request_id, session_id = %session.id, "session closed by client");
+    (reject::empty(StatusCode::NO_CONTENT), ctx)
+}
