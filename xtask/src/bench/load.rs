@@ -424,6 +424,77 @@ mod tests {
         assert_eq!(second - start, Duration::from_millis(5));
     }
 
+    /// Serves HTTP/1.1 on 127.0.0.1: each response's status is the next one from
+    /// `statuses`, and its body names the peer's IP address.
+    async fn serve_statuses(statuses: Vec<u16>) -> SocketAddr {
+        use std::sync::{Arc, Mutex};
+
+        use hyper::service::service_fn;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let statuses = Arc::new(Mutex::new(statuses.into_iter()));
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = listener.accept().await.unwrap();
+                let statuses = Arc::clone(&statuses);
+                let service = service_fn(move |_request| {
+                    let status = statuses.lock().unwrap().next().unwrap_or(500);
+                    let body = Full::new(Bytes::from(peer.ip().to_string()));
+                    let mut response = hyper::Response::new(body);
+                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        addr
+    }
+
+    fn worker(endpoint: Endpoint) -> Worker {
+        let now = Instant::now();
+        Worker {
+            endpoint,
+            template: RequestTemplate::tools_call(None).unwrap(),
+            local_ip: None,
+            measure_from: now,
+            deadline: now + Duration::from_secs(3_600),
+        }
+    }
+
+    #[tokio::test]
+    async fn exchange_reuses_connection_and_reads_status() {
+        let endpoint = Endpoint::local_mcp(serve_statuses(vec![200, 429]).await);
+        let worker = worker(endpoint.clone());
+        let sender = connect(&endpoint, None).await.unwrap();
+
+        let (first, kept) = worker.exchange(sender).await.unwrap();
+        assert!(matches!(first, Reply::Success));
+        let sender = kept.expect("keep-alive connection closed after the first response");
+
+        let (second, kept) = worker.exchange(sender).await.unwrap();
+        assert!(matches!(second, Reply::Status(429)));
+        assert!(kept.is_some());
+    }
+
+    #[tokio::test]
+    async fn connect_binds_given_local_address() {
+        let endpoint = Endpoint::local_mcp(serve_statuses(vec![200]).await);
+        let mut sender = connect(&endpoint, Some("127.0.0.2".parse().unwrap()))
+            .await
+            .unwrap();
+        let template = RequestTemplate::tools_call(None).unwrap();
+        let response = sender
+            .send_request(template.build(&endpoint))
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"127.0.0.2");
+    }
+
     #[tokio::test]
     async fn resolve_rejects_https_and_splits_path() {
         assert!(Endpoint::resolve("https://127.0.0.1/mcp").await.is_err());
