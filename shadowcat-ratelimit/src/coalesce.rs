@@ -1,7 +1,7 @@
 //! Coalescing of repeated rejections, so a flood yields one audit record per window.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -23,6 +23,8 @@ struct Window {
 /// distinct keys still yields at most one report per tier and window.
 pub(crate) struct Coalescer {
     windows: DashMap<u64, Window, PrehashedKeys>,
+    /// Entries in `windows`, kept apart so the hot rejection path reads one atomic.
+    entries: AtomicUsize,
     window: u64,
     max_entries: usize,
     suppressed_total: AtomicU64,
@@ -32,6 +34,7 @@ impl Coalescer {
     pub(crate) fn new(window_nanos: u64, max_entries: NonZeroUsize) -> Self {
         Self {
             windows: DashMap::with_hasher(PrehashedKeys::default()),
+            entries: AtomicUsize::new(0),
             window: window_nanos.max(1),
             max_entries: max_entries.get(),
             suppressed_total: AtomicU64::new(0),
@@ -44,18 +47,19 @@ impl Coalescer {
     /// folded into the next report. `shared_key` is used instead of `key` once the table
     /// is full.
     pub(crate) fn observe(&self, key: u64, shared_key: u64, now: u64) -> Option<u64> {
-        let key = if self.windows.len() >= self.max_entries && !self.windows.contains_key(&key) {
+        if let Some(window) = self.windows.get(&key) {
+            return self.observe_existing(&window, now);
+        }
+        let key = if self.entries.load(Ordering::Relaxed) >= self.max_entries {
             shared_key
         } else {
             key
         };
 
-        if let Some(window) = self.windows.get(&key) {
-            return self.observe_existing(&window, now);
-        }
         match self.windows.entry(key) {
             Entry::Occupied(entry) => self.observe_existing(entry.get(), now),
             Entry::Vacant(entry) => {
+                self.entries.fetch_add(1, Ordering::Relaxed);
                 entry.insert(Window {
                     start: AtomicU64::new(now),
                     suppressed: AtomicU64::new(0),
@@ -89,6 +93,7 @@ impl Coalescer {
             !(ended && window.suppressed.load(Ordering::Acquire) == 0)
         });
         self.windows.shrink_to_fit();
+        self.entries.store(self.windows.len(), Ordering::Relaxed);
     }
 
     /// Returns the events folded into later reports since the limiter was built.
