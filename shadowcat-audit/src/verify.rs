@@ -29,7 +29,8 @@ pub struct VerifyReport {
     pub last_hash: Option<String>,
     /// Checkpoint signatures checked (0 when no key was given).
     pub checkpoints: u64,
-    /// Records after the last verified checkpoint, which no signature covers yet.
+    /// Records after the last verified checkpoint, which no signature covers yet (0 when
+    /// no key was given).
     pub unsigned_tail: u64,
 }
 
@@ -303,7 +304,7 @@ impl ChainState<'_> {
             self.check_signature(key, &fields, &prev).map_err(problem)?;
             self.report.checkpoints += 1;
             self.report.unsigned_tail = 0;
-        } else {
+        } else if self.key.is_some() {
             self.report.unsigned_tail += 1;
         }
 
