@@ -55,14 +55,6 @@ pub(crate) struct Applied {
     pub(crate) gcra: Gcra,
 }
 
-/// Why applying a charge failed after its probe passed: another thread used the budget
-/// in between, or the tier filled up with keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lost {
-    Wait(u64),
-    AtCapacity,
-}
-
 struct Override {
     gcra: Gcra,
     cell: InMemoryState,
@@ -166,37 +158,42 @@ impl<S: KeyedStore> TierState<S> {
         }
     }
 
-    /// Applies `cost` for `key` at `now`, testing again because other threads may have
-    /// charged the same bucket since the probe.
-    pub(crate) fn apply(&self, key: u64, cost: u32, now: u64) -> Result<Applied, Lost> {
-        let test = |gcra: &Gcra| {
+    /// Tests `cost` for `key` at `now` and charges it if it conforms, in one
+    /// compare-and-swap. On failure nothing is charged and the error says why.
+    pub(crate) fn apply(&self, key: u64, cost: u32, now: u64) -> Result<Applied, Probe> {
+        let test = |gcra: &Gcra, overflow: bool| {
             let gcra = *gcra;
-            move |tat: Option<u64>| match gcra.test(tat, now, cost) {
-                Ok(next) => Ok((next, next)),
-                Err(wait) => Err(Lost::Wait(wait)),
+            move |tat: Option<u64>| {
+                if !gcra.fits(cost) {
+                    return Err(Probe::TooCostly(gcra.policy()));
+                }
+                match gcra.test(tat, now, cost) {
+                    Ok(next) => Ok((next, next)),
+                    Err(wait) => Err(Probe::Wait { wait, overflow }),
+                }
             }
         };
 
         if !self.keyed {
-            let tat = update_tat(&self.shared, test(&self.gcra))?;
+            let tat = update_tat(&self.shared, test(&self.gcra, false))?;
             return Ok(self.applied(CellRef::Shared, tat, self.gcra));
         }
         if let Some(entry) = self.overrides.get(&key) {
-            let tat = update_tat(&entry.cell, test(&entry.gcra))?;
+            let tat = update_tat(&entry.cell, test(&entry.gcra, false))?;
             return Ok(self.applied(CellRef::Override(key), tat, entry.gcra));
         }
-        if let Some(result) = self.store.update(key, true, test(&self.gcra)) {
+        if let Some(result) = self.store.update(key, true, test(&self.gcra, false)) {
             return Ok(self.applied(CellRef::Key(key), result?, self.gcra));
         }
 
         // The store is at its cap and does not track this key.
         match self.overflow {
             OverflowMode::Shared => {
-                let tat = update_tat(&self.shared, test(&self.gcra))?;
+                let tat = update_tat(&self.shared, test(&self.gcra, true))?;
                 self.counters.overflow.fetch_add(1, Ordering::Relaxed);
                 Ok(self.applied(CellRef::Shared, tat, self.gcra))
             }
-            OverflowMode::Reject => Err(Lost::AtCapacity),
+            OverflowMode::Reject => Err(Probe::AtCapacity),
         }
     }
 
