@@ -124,7 +124,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
         .filter(|(name, measured)| !(builtin.contains(name) && *measured == Measured::Skipped))
         .collect();
     let rows = report::table_rows(&outcomes, &shown);
-    let missing = report::missing_reasons(&outcomes, &shown);
+    let missing = report::missing_groups(&outcomes, &shown);
 
     println!("{}", report::render_text_table(&rows));
     for failure in &bench_failures {
@@ -133,8 +133,9 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
             failure.target.package, failure.target.bench, failure.reason
         );
     }
-    for reason in &missing {
-        println!("missing: {}", first_line(reason));
+    for group in &missing {
+        println!("missing: {}", first_line(&group.reason));
+        println!("  rows: {}", group.rows.join(", "));
     }
 
     let plot_file = match &e2e_results {

@@ -48,22 +48,43 @@ pub(crate) fn table_rows(outcomes: &[Outcome], measures: &BTreeMap<String, Measu
     rows
 }
 
-/// Returns `label: reason` for every budget and measure that is missing.
-pub(crate) fn missing_reasons(
+/// One reason why rows are missing, with the rows it affects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MissingGroup {
+    /// Why the rows are missing; may span lines, such as a child's log tail.
+    pub(crate) reason: String,
+    /// Budget names and measure names that are missing for this reason.
+    pub(crate) rows: Vec<String>,
+}
+
+/// Groups every missing budget and measure by reason, in order of first appearance, so
+/// one unavailable run is explained once instead of once per row.
+pub(crate) fn missing_groups(
     outcomes: &[Outcome],
     measures: &BTreeMap<String, Measured>,
-) -> Vec<String> {
+) -> Vec<MissingGroup> {
     let budgets = outcomes.iter().filter_map(|outcome| match &outcome.status {
-        Status::Missing(why) => Some(format!("{}: {why}", outcome.name)),
+        Status::Missing(why) => Some((outcome.name.as_str(), why.as_str())),
         _ => None,
     });
     let values = measures
         .iter()
         .filter_map(|(name, measured)| match measured {
-            Measured::Missing(why) => Some(format!("{name}: {why}")),
+            Measured::Missing(why) => Some((name.as_str(), why.as_str())),
             _ => None,
         });
-    budgets.chain(values).collect()
+
+    let mut groups: Vec<MissingGroup> = Vec::new();
+    for (row, reason) in budgets.chain(values) {
+        match groups.iter_mut().find(|group| group.reason == reason) {
+            Some(group) => group.rows.push(row.to_owned()),
+            None => groups.push(MissingGroup {
+                reason: reason.to_owned(),
+                rows: vec![row.to_owned()],
+            }),
+        }
+    }
+    groups
 }
 
 /// Renders rows as a plain-text table with aligned columns.
@@ -134,7 +155,7 @@ pub(crate) struct Report<'a> {
     /// Table rows.
     pub(crate) rows: &'a [Row],
     /// Reasons for missing rows.
-    pub(crate) missing: &'a [String],
+    pub(crate) missing: &'a [MissingGroup],
     /// Bench targets that failed.
     pub(crate) bench_failures: &'a [BenchFailure],
     /// End-to-end results, when that part ran.
@@ -165,8 +186,19 @@ pub(crate) fn render_markdown(report: &Report<'_>) -> String {
                 failure.target.bench, failure.target.package, failure.reason
             );
         }
-        for reason in report.missing {
-            let _ = writeln!(text, "- {}", reason.replace('\n', " "));
+        for group in report.missing {
+            let (first, rest) = group
+                .reason
+                .split_once('\n')
+                .unwrap_or((group.reason.as_str(), ""));
+            let _ = writeln!(text, "- {first}\n  (rows: {})", group.rows.join(", "));
+            if !rest.trim().is_empty() {
+                let _ = writeln!(text, "\n  ```text");
+                for line in rest.lines() {
+                    let _ = writeln!(text, "  {line}");
+                }
+                let _ = writeln!(text, "  ```");
+            }
         }
     }
 
@@ -333,11 +365,44 @@ mod tests {
     }
 
     #[test]
-    fn missing_reasons_name_the_row() {
-        let reasons = missing_reasons(&outcomes(), &measures());
-        assert_eq!(
-            reasons,
-            ["bytes per key: no metric file `limiter.json` in this run"]
+    fn missing_groups_share_one_reason() {
+        let mut measures = measures();
+        let why = "no metric file `limiter.json` in this run";
+        measures.insert(
+            "limiter_bytes_per_key".into(),
+            Measured::Missing(why.into()),
+        );
+        measures.insert("other".into(), Measured::Missing("run failed".into()));
+        let groups = missing_groups(&outcomes(), &measures);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].reason, why);
+        assert_eq!(groups[0].rows, ["bytes per key", "limiter_bytes_per_key"]);
+        assert_eq!(groups[1].rows, ["other"]);
+    }
+
+    #[test]
+    fn markdown_shows_log_tail_as_code() {
+        let missing = [MissingGroup {
+            reason: "proxy did not start; log:\nerror: bad key".into(),
+            rows: vec!["e2e.full_chain.rps".into()],
+        }];
+        let text = render_markdown(&Report {
+            command: "cargo xtask bench".into(),
+            machine: "2 logical CPUs".into(),
+            quick: false,
+            rows: &[],
+            missing: &missing,
+            bench_failures: &[],
+            e2e: None,
+            plot_file: None,
+        });
+        assert!(
+            text.contains("- proxy did not start; log:\n  (rows: e2e.full_chain.rps)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ```text\n  error: bad key\n  ```"),
+            "{text}"
         );
     }
 
