@@ -67,4 +67,18 @@ mod tests {
         assert!(args.no_gate);
         assert_eq!(args.duration, Some(2.0));
     }
+
+    #[test]
+    fn bench_rejects_invalid_load_shape() {
+        for bad in [
+            ["--duration", "0"],
+            ["--duration", "-1"],
+            ["--duration", "inf"],
+            ["--duration", "NaN"],
+            ["--concurrency", "0"],
+        ] {
+            let parsed = Cli::try_parse_from(["cargo xtask", "bench", bad[0], bad[1]]);
+            assert!(parsed.is_err(), "{bad:?} was accepted");
+        }
+    }
 }

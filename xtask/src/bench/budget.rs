@@ -276,8 +276,19 @@ impl BudgetFile {
                 }
             }
         }
-        if file.load.concurrency == 0 || file.load.flood_connections == 0 {
+        let load = &file.load;
+        if load.concurrency == 0 || load.flood_connections == 0 {
             bail!("[load] concurrency and flood_connections must be at least 1");
+        }
+        if load.steady_rate == 0 || load.flood_ip_limit == 0 {
+            bail!("[load] steady_rate and flood_ip_limit must be at least 1");
+        }
+        let durations = [load.duration_secs, load.quick_duration_secs];
+        if durations
+            .iter()
+            .any(|secs| !(secs.is_finite() && *secs > 0.0))
+        {
+            bail!("[load] duration_secs and quick_duration_secs must be more than 0");
         }
         Ok(file)
     }
@@ -288,7 +299,7 @@ impl BudgetFile {
 pub(crate) enum Measured {
     /// The value and its unit.
     Value(f64, Unit),
-    /// The measure was not produced; the text says why.
+    /// The measure was not produced, for the given reason.
     Missing(String),
     /// The part of the run that produces it was not selected.
     Skipped,
@@ -483,6 +494,42 @@ mod tests {
         assert!(BudgetFile::parse(text, &builtin()).is_err());
         let text = "[measures]\nx = { unit = \"bytes\" }\n";
         assert!(BudgetFile::parse(text, &builtin()).is_err());
+    }
+
+    #[test]
+    fn parse_rejects_invalid_load_shape() {
+        let valid = [
+            ("duration_secs", "1.0"),
+            ("quick_duration_secs", "1.0"),
+            ("concurrency", "1"),
+            ("steady_rate", "1"),
+            ("flood_connections", "1"),
+            ("flood_ip_limit", "1"),
+        ];
+        let invalid = [
+            ("duration_secs", "0.0"),
+            ("quick_duration_secs", "-1.0"),
+            ("concurrency", "0"),
+            ("steady_rate", "0"),
+            ("flood_connections", "0"),
+            ("flood_ip_limit", "0"),
+        ];
+        let table = |replaced: Option<(&str, &str)>| {
+            let mut text = String::from("[load]\n");
+            for (key, value) in valid {
+                let value = match replaced {
+                    Some((bad_key, bad_value)) if bad_key == key => bad_value,
+                    _ => value,
+                };
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+            text
+        };
+        assert!(BudgetFile::parse(&table(None), &builtin()).is_ok());
+        for (key, value) in invalid {
+            let parsed = BudgetFile::parse(&table(Some((key, value))), &builtin());
+            assert!(parsed.is_err(), "{key} = {value} was accepted");
+        }
     }
 
     #[test]

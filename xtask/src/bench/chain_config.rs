@@ -1,7 +1,7 @@
-//! The proxy configuration of the full-chain and flood runs: JWT authentication with one
-//! token reused for every request (so the proxy's token cache is hit), 20 policy rules,
-//! every rate-limit tier with limits that do not reject, and a lossless audit log in a
-//! temporary directory.
+//! The proxy configuration of the full-chain and flood runs. It turns on JWT
+//! authentication with one token reused for every request, so the proxy's token cache is
+//! hit. It adds 20 policy rules, every rate-limit tier with limits that do not reject, and
+//! a lossless audit log in a temporary directory.
 //!
 //! This module is the only place that knows the `shadowcat.toml` format of those stages.
 

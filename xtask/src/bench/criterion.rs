@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::budget::{BenchTarget, BudgetFile, MeasureSource, Measured};
 
-/// Environment variable that tells a bench where to write its metric file.
+/// Environment variable with the directory a bench writes its metric file to.
 pub(crate) const METRICS_DIR_ENV: &str = "SHADOWCAT_BENCH_METRICS_DIR";
 
 /// A bench target that did not run to the end, and why.

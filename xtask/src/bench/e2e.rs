@@ -1,6 +1,6 @@
-//! End-to-end load: the bundled example MCP server driven directly, through Shadowcat
-//! with every stage off, and through Shadowcat with the full chain on; then the flood
-//! test, where one client address floods the proxy while a second sends a steady rate.
+//! End-to-end load. The bundled example MCP server is driven directly, through Shadowcat
+//! with every stage off, and through Shadowcat with the full chain on. Then the flood
+//! test has one client address flood the proxy while a second sends a steady rate.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -54,7 +54,7 @@ impl RunKind {
 pub(crate) enum RunOutcome {
     /// The run finished.
     Done(RunStats),
-    /// The run could not be set up; the text says why.
+    /// The run could not be set up, for the given reason.
     Unavailable(String),
 }
 
@@ -63,7 +63,7 @@ pub(crate) enum RunOutcome {
 pub(crate) enum FloodOutcome {
     /// The flood test finished.
     Done(Box<FloodRuns>),
-    /// The flood test could not be set up; the text says why.
+    /// The flood test could not be set up, for the given reason.
     Unavailable(String),
 }
 
@@ -328,7 +328,7 @@ async fn start_proxy(
     Ok(proxy)
 }
 
-/// Checks with one request that the endpoint answers 2xx, then runs the closed-loop load.
+/// Checks with one request that the endpoint returns 2xx, then runs the closed-loop load.
 async fn measure(endpoint: &Endpoint, template: &RequestTemplate, shape: LoadShape) -> RunOutcome {
     if let Err(why) = probe(endpoint, template).await {
         return RunOutcome::Unavailable(why);

@@ -1,5 +1,5 @@
 //! The load generator: HTTP/1.1 keep-alive connections on hyper that send one fixed
-//! request, either as fast as the server answers (closed loop) or at a fixed rate.
+//! request, either as fast as the server responds (closed loop) or at a fixed rate.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -27,7 +27,7 @@ pub(crate) const TOOLS_CALL_BODY: &str = concat!(
     r#""io.modelcontextprotocol/clientCapabilities":{}}}}"#
 );
 
-/// Longest wait for one response after the run's deadline has passed.
+/// Maximum wait for one response after the run's deadline has passed.
 const RESPONSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Pause after a failed connect, so a dead endpoint is not retried in a busy loop.

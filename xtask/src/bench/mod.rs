@@ -31,11 +31,11 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) no_gate: bool,
     /// Measured length of each end-to-end run, in seconds [default: from the budget file].
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub(crate) duration: Option<f64>,
     /// Keep-alive connections of the end-to-end runs, each with one request in flight
     /// [default: from the budget file].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_connections)]
     pub(crate) concurrency: Option<usize>,
     /// Run only the end-to-end load against this MCP endpoint (`http://HOST:PORT/PATH`)
     /// and report it, without micro benches, local servers or gating.
@@ -53,6 +53,31 @@ pub(crate) struct BenchArgs {
     /// Budget file [default: bench-budgets.toml at the workspace root].
     #[arg(long, value_name = "FILE")]
     pub(crate) budgets: Option<PathBuf>,
+}
+
+/// Longest `--duration` accepted, in seconds: a load run is meant to be short.
+const MAX_DURATION_SECS: f64 = 3_600.0;
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("invalid number of seconds `{text}`"))?;
+    if seconds > 0.0 && seconds <= MAX_DURATION_SECS {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "`{text}` must be more than 0 and at most {MAX_DURATION_SECS} seconds"
+        ))
+    }
+}
+
+fn parse_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if count >= 1 => Ok(count),
+        _ => Err(format!(
+            "invalid connection count `{text}`: expected a whole number of at least 1"
+        )),
+    }
 }
 
 /// Runs the benches and returns whether every budget passed (always true with
@@ -249,11 +274,12 @@ fn e2e_settings(budgets: &BudgetFile, args: &BenchArgs) -> E2eSettings {
     } else {
         load.duration_secs
     };
-    let duration = Duration::from_secs_f64(args.duration.unwrap_or(default_secs).max(0.1));
+    let seconds = args.duration.unwrap_or(default_secs);
+    let duration = Duration::from_secs_f64(seconds.clamp(0.1, MAX_DURATION_SECS));
     E2eSettings {
         duration,
         warmup: (duration / 5).min(Duration::from_secs(1)),
-        concurrency: args.concurrency.unwrap_or(load.concurrency).max(1),
+        concurrency: args.concurrency.unwrap_or(load.concurrency),
         steady_rate: load.steady_rate,
         flood_connections: load.flood_connections,
         flood_ip_limit: load.flood_ip_limit,

@@ -1,6 +1,7 @@
-//! Child processes of a bench run (the example server and the proxy): start them with
-//! their output in a log file, wait until their port accepts connections, and kill them
-//! when they are no longer needed, also when the run fails part way.
+//! Child processes of a bench run: the example server and the proxy. They start with
+//! their output in a log file, and the run waits until their port accepts connections.
+//! A child is killed when its handle is dropped, so a run that fails part way still
+//! stops it.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -13,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-/// Longest wait for a started child to accept TCP connections.
+/// Maximum wait for a started child to accept TCP connections.
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Interval between readiness probes.

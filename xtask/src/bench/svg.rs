@@ -262,7 +262,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_plot_says_so() {
+    fn empty_plot_shows_no_data() {
         let svg = render_latency_plot("e2e", &[]);
         assert!(svg.contains("no latency data"));
         assert!(!svg.contains("<polyline"));
