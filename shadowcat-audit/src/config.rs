@@ -185,7 +185,7 @@ pub enum Rotation {
     Size,
 }
 
-/// What happens when the queue is full.
+/// The policy for a full queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {

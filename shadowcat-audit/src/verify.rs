@@ -54,17 +54,17 @@ impl fmt::Display for VerifyReport {
 /// The first record that breaks the chain, with its location.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyFailure {
-    /// The file that holds the record.
+    /// The file containing the record.
     pub path: PathBuf,
     /// The line number in that file, starting at 1.
     pub line: u64,
     /// The record's sequence number, when the line could be parsed.
     pub seq: Option<u64>,
-    /// What is wrong.
+    /// The problem found.
     pub problem: Problem,
 }
 
-/// Why a record fails verification.
+/// The reason a record fails verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {

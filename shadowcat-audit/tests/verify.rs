@@ -321,7 +321,7 @@ fn bad_key_file_is_reported() {
     assert!(error.to_string().contains("signing key"), "{error}");
 }
 
-/// A ten-record log, written once for all property cases.
+/// Returns a ten-record log, written once for all property cases.
 fn small_log() -> &'static [u8] {
     static LOG: OnceLock<Vec<u8>> = OnceLock::new();
     LOG.get_or_init(|| {

@@ -252,8 +252,8 @@ async fn lossy_mode_counts_drops_in_one_record() {
     for n in 50..100 {
         audit.record(completed(n));
     }
-    // The stalled writer holds at most one batch (up to the queue capacity) and the
-    // queue holds 4 more, so at least 92 of 100 are dropped.
+    // The stalled writer keeps at most one batch (up to the queue capacity) and the
+    // queue takes 4 more, so at least 92 of 100 are dropped.
     let dropped = audit.metrics().dropped;
     assert!(dropped >= 92, "dropped {dropped}");
 
@@ -270,12 +270,12 @@ async fn lossy_mode_counts_drops_in_one_record() {
         .filter(|record| record["kind"] == "audit.dropped")
         .map(|record| record["count"].as_u64().unwrap())
         .sum();
-    let kept = records
+    let completed_records = records
         .iter()
         .filter(|record| record["kind"] == "request.completed")
         .count() as u64;
     assert_eq!(reported, dropped);
-    assert_eq!(kept + dropped, 100);
+    assert_eq!(completed_records + dropped, 100);
     assert_eq!(audit.metrics().audit_unavailable, 0);
 }
 
@@ -320,4 +320,42 @@ async fn metrics_render_as_prometheus_text() {
         "{text}"
     );
     audit.shutdown().await.unwrap();
+}
+
+/// A line output whose every write fails, like a full disk.
+struct FailingOutput;
+
+impl std::io::Write for FailingOutput {
+    fn write(&mut self, _bytes: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other("simulated device failure"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn failing_output_reports_lost_records() {
+    let config = shadowcat_audit::AuditConfig {
+        file: false,
+        ..shadowcat_audit::AuditConfig::default()
+    };
+    let audit = AuditWriter::new(config)
+        .line_output(Box::new(FailingOutput))
+        .spawn()
+        .unwrap();
+    for n in 0..5 {
+        audit.submit(completed(n)).await.unwrap();
+    }
+
+    let error = audit.shutdown().await.unwrap_err();
+    let AuditError::Lost { lost, reason } = &error else {
+        panic!("unexpected error {error}");
+    };
+    assert_eq!(*lost, 5);
+    assert!(reason.contains("simulated device failure"), "{reason}");
+    assert!(audit.metrics().write_errors >= 3);
+    assert_eq!(audit.metrics().written, 0);
+    assert!(matches!(audit.flush().await, Err(AuditError::Closed)));
 }

@@ -30,7 +30,7 @@ struct Shared {
     metrics: Arc<Metrics>,
     redactor: Redactor,
     stopped: watch::Receiver<Option<StopStatus>>,
-    shutdown_requested: AtomicBool,
+    shutdown_requested: Arc<AtomicBool>,
 }
 
 impl AuditHandle {
@@ -41,6 +41,7 @@ impl AuditHandle {
         metrics: Arc<Metrics>,
         redactor: Redactor,
         stopped: watch::Receiver<Option<StopStatus>>,
+        shutdown_requested: Arc<AtomicBool>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -50,7 +51,7 @@ impl AuditHandle {
                 metrics,
                 redactor,
                 stopped,
-                shutdown_requested: AtomicBool::new(false),
+                shutdown_requested,
             }),
         }
     }

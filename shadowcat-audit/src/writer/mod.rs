@@ -1,9 +1,9 @@
 //! The background writer: a bounded queue, a dedicated thread, and its outputs.
 //!
 //! Files are written by this crate rather than through `tracing-appender`'s
-//! `RollingFileAppender` (0.2), because the audit trail needs what that appender does
-//! not offer: rotation by size, `fdatasync` on the open file, errors reported to the
-//! writer instead of printed to stderr, and an injectable clock for tests.
+//! `RollingFileAppender` (0.2). That appender rotates only by time, gives no access to
+//! the open file for `fdatasync`, prints rotation errors to stderr instead of returning
+//! them, and reads the system clock directly, so tests cannot drive rotation.
 
 mod handle;
 mod rolling;
@@ -13,6 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -142,6 +143,7 @@ impl AuditWriter {
         let (sender, receiver) = mpsc::channel(config.queue_capacity.get());
         let (stopped_sender, stopped) = watch::channel(None);
         let metrics = Arc::new(Metrics::default());
+        let shutdown_requested = Arc::new(AtomicBool::new(false));
         let worker = Worker::new(
             receiver,
             Chain::new(tip, Encoder::new(redactor.clone())),
@@ -152,6 +154,7 @@ impl AuditWriter {
             config.fsync,
             Arc::clone(&metrics),
             stopped_sender,
+            Arc::clone(&shutdown_requested),
         );
 
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -186,6 +189,7 @@ impl AuditWriter {
             metrics,
             redactor,
             stopped,
+            shutdown_requested,
         ))
     }
 }
@@ -220,12 +224,12 @@ fn load_signing_key(path: &Path) -> Result<SigningKey, AuditError> {
         .map_err(|error| key_error(format!("not an Ed25519 PKCS#8 PEM private key ({error})")))
 }
 
-/// Loads the public key that checks checkpoint signatures from a PEM file holding either
-/// the public key (SPKI, `BEGIN PUBLIC KEY`) or the PKCS#8 private key.
+/// Loads the public key that checks checkpoint signatures from a PEM file containing
+/// either the public key (SPKI, `BEGIN PUBLIC KEY`) or the PKCS#8 private key.
 ///
 /// # Errors
 ///
-/// Returns [`AuditError::Key`] when the file cannot be read or holds neither form.
+/// Returns [`AuditError::Key`] when the file cannot be read or contains neither form.
 pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, AuditError> {
     let key_error = |reason: String| AuditError::Key {
         what: "verifying key",

@@ -57,7 +57,7 @@ fn first_seq_of(name: &str, prefix: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Where the chain stands in an existing directory.
+/// The chain position found in an existing directory.
 #[derive(Debug)]
 pub(crate) struct Resumed {
     pub(crate) tip: ChainTip,
@@ -121,7 +121,7 @@ struct Tail {
     truncated: bool,
 }
 
-/// Reads the end of a file, growing the read window until it holds one whole line.
+/// Reads the end of a file, growing the read window until it contains one whole line.
 fn last_line(path: &Path) -> io::Result<Tail> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();

@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
@@ -22,7 +23,7 @@ use crate::monitor::Monitor;
 /// Commands received per batch at most.
 const MAX_BATCH: usize = 1024;
 
-/// Longest the writer sleeps without checking for unreported drops or a due sync.
+/// Maximum time the writer sleeps without checking for unreported drops or a due sync.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Write attempts during shutdown before the remaining records are given up.
@@ -36,7 +37,7 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// How the writer ended, published to every handle.
+/// The writer's final state, published to every handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StopStatus {
     Clean,
@@ -52,7 +53,7 @@ pub(crate) struct CheckpointSigner {
     pub(crate) since_last: u64,
 }
 
-/// Why the writer wants the file synced now.
+/// The point in the write cycle at which the writer considers a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SyncPoint {
     Batch,
@@ -61,7 +62,7 @@ enum SyncPoint {
     Shutdown,
 }
 
-/// Where a new file starts inside the pending bytes, and the record that opens it.
+/// A planned new file: its offset in the pending bytes and its first record.
 #[derive(Debug, Clone, Copy)]
 struct FileStart {
     offset: usize,
@@ -86,6 +87,9 @@ pub(crate) struct Worker {
     pub(crate) fsync: Fsync,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) stopped: watch::Sender<Option<StopStatus>>,
+    /// Set by a handle's `shutdown`, so a failing write stops retrying even before the
+    /// shutdown command is read from the queue.
+    pub(crate) shutdown_requested: Arc<AtomicBool>,
     pending: Pending,
     plan: FilePlan,
     period_now: u64,
@@ -115,6 +119,7 @@ impl Worker {
         fsync: Fsync,
         metrics: Arc<Metrics>,
         stopped: watch::Sender<Option<StopStatus>>,
+        shutdown_requested: Arc<AtomicBool>,
     ) -> Self {
         Self {
             receiver,
@@ -126,6 +131,7 @@ impl Worker {
             fsync,
             metrics,
             stopped,
+            shutdown_requested,
             pending: Pending {
                 bytes: Vec::with_capacity(MAX_BATCH * 512),
                 ..Pending::default()
@@ -149,9 +155,10 @@ impl Worker {
                 {
                     Ok(received) => received,
                     Err(_idle) => {
+                        self.refresh_period();
                         self.report_drops();
                         if let Err(error) = self.write_pending(SyncPoint::Idle).await {
-                            status = lost_status(error);
+                            status = self.lost_status(error);
                             break;
                         }
                         continue;
@@ -181,7 +188,7 @@ impl Worker {
                 result = Err(error);
             }
             if let Err(error) = result {
-                status = lost_status(error);
+                status = self.lost_status(error);
                 break;
             }
         }
@@ -211,7 +218,29 @@ impl Worker {
         }
         match self.write_pending(SyncPoint::Shutdown).await {
             Ok(()) => StopStatus::Clean,
-            Err(error) => lost_status(error),
+            Err(error) => self.lost_status(error),
+        }
+    }
+
+    /// Builds the final status after a write failure. Records still queued will never be
+    /// written, so they count as lost too.
+    fn lost_status(&mut self, error: AuditError) -> StopStatus {
+        self.receiver.close();
+        let mut unread = 0;
+        while let Ok(command) = self.receiver.try_recv() {
+            if matches!(command, Command::Event(_)) {
+                unread += 1;
+            }
+        }
+        match error {
+            AuditError::Lost { lost, reason } => StopStatus::Lost {
+                lost: lost + unread,
+                reason,
+            },
+            other => StopStatus::Lost {
+                lost: unread,
+                reason: other.to_string(),
+            },
         }
     }
 
@@ -331,7 +360,9 @@ impl Worker {
                     if failures.is_power_of_two() {
                         tracing::error!(%error, attempt, failures, "could not write audit records; retrying");
                     }
-                    if self.shutting_down && attempt >= SHUTDOWN_WRITE_ATTEMPTS {
+                    let stopping =
+                        self.shutting_down || self.shutdown_requested.load(Ordering::SeqCst);
+                    if stopping && attempt >= SHUTDOWN_WRITE_ATTEMPTS {
                         let lost = self.pending.records;
                         self.pending = Pending::default();
                         return Err(AuditError::Lost {
@@ -410,15 +441,5 @@ impl Worker {
             self.last_sync = Instant::now();
         }
         Ok(())
-    }
-}
-
-fn lost_status(error: AuditError) -> StopStatus {
-    match error {
-        AuditError::Lost { lost, reason } => StopStatus::Lost { lost, reason },
-        other => StopStatus::Lost {
-            lost: 0,
-            reason: other.to_string(),
-        },
     }
 }

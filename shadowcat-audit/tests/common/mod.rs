@@ -12,7 +12,7 @@ use shadowcat_audit::{
     AuditConfig, AuditEvent, AuditWriter, EventKind, Outcome, RejectReason, log_files,
 };
 
-/// A config writing files into `dir` with a fast size rotation off.
+/// Returns the default config with its files in `dir`.
 pub fn config_in(dir: &Path) -> AuditConfig {
     AuditConfig {
         dir: dir.to_owned(),
@@ -20,12 +20,12 @@ pub fn config_in(dir: &Path) -> AuditConfig {
     }
 }
 
-/// A fixed, recognizable instant for fake-clock tests.
+/// Returns a fixed instant (2027-01-15 08:00:00 UTC) for fake-clock tests.
 pub fn base_time() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000)
 }
 
-/// A `request.completed` event numbered `n` in its latency, so records differ.
+/// Builds a `request.completed` event carrying `n` as its latency, so records differ.
 pub fn completed(n: u64) -> AuditEvent {
     AuditEvent::new(EventKind::RequestCompleted {
         method: "tools/call".into(),
@@ -38,7 +38,7 @@ pub fn completed(n: u64) -> AuditEvent {
     .with_client_ip("192.0.2.10".parse().unwrap())
 }
 
-/// A `request.rejected` event.
+/// Builds a `request.rejected` event.
 pub fn rejected() -> AuditEvent {
     AuditEvent::new(EventKind::RequestRejected {
         reason: RejectReason::HeaderMismatch,
