@@ -97,6 +97,13 @@ fn bench_checks(criterion: &mut Criterion) {
             let _ = tier.check_key(&key);
         }
     }
+    group.bench_function("governor_seven_limiters_hot_key", |bench| {
+        bench.iter(|| {
+            for tier in &raw_tiers {
+                let _ = black_box(tier.check_key(black_box(&7u64)));
+            }
+        })
+    });
     let mut raw_next = 0u64;
     group.bench_function("governor_seven_limiters_100k_keys", |bench| {
         bench.iter(|| {
@@ -109,7 +116,7 @@ fn bench_checks(criterion: &mut Criterion) {
     });
 
     // The full check: every tier tracks 100k live keys; requests come from an active set
-    // spread across them, as a proxy sees a hot subset of its known clients.
+    // spread across them, like the hot subset of known clients a proxy serves at a time.
     let limiter = MultiTierLimiter::new(&seven_tier_config()).unwrap();
     for index in 0..LIVE_KEYS {
         assert!(limiter.check_request(&context(index)).is_allowed());
@@ -121,6 +128,9 @@ fn bench_checks(criterion: &mut Criterion) {
         .collect();
     let costs: Vec<_> = contexts.iter().map(|ctx| limiter.cost(ctx)).collect();
 
+    group.bench_function("seven_tiers_hot_key_check", |bench| {
+        bench.iter(|| limiter.check(black_box(&contexts[7]), black_box(&costs[7])))
+    });
     let mut next = 0usize;
     group.bench_function("seven_tiers_100k_keys_check", |bench| {
         bench.iter(|| {

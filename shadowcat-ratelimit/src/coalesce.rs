@@ -19,8 +19,8 @@ struct Window {
 /// Decides which events of a (tier, key) pair should be audited: the first in each
 /// window, carrying the number suppressed since the previous report.
 ///
-/// The table is capped; once full, new pairs share one slot per tier, so a spray of
-/// distinct keys still yields at most one report per tier and window.
+/// The table is capped. Once it is full, new pairs share one slot per tier, so a spray
+/// of distinct keys still yields at most one report per tier and window.
 pub(crate) struct Coalescer {
     windows: DashMap<u64, Window, PrehashedKeys>,
     /// Entries in `windows`, kept apart so the hot rejection path reads one atomic.

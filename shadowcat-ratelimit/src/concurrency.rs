@@ -12,7 +12,7 @@ use crate::config::ConcurrencyConfig;
 use crate::decision::{LimitKey, Tier};
 use crate::tier::PrehashedKeys;
 
-/// What a permit holds a slot for.
+/// The kind of work a permit reserves a slot for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SlotKind {
     /// A request being forwarded, until its response ends.
@@ -87,7 +87,7 @@ impl ConcurrencyState {
         }
 
         // Per-subject counts live under the map's shard lock and vanish at zero, so the
-        // map holds only subjects with work in progress.
+        // map contains only subjects with work in progress.
         let subject = match (subject, self.max_per_subject[slot]) {
             (Some(key), Some(max)) => {
                 let mut count = self.per_subject[slot].entry(key).or_insert(0);
@@ -139,7 +139,7 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// Returns what the permit holds a slot for.
+    /// Returns the kind of work the permit reserves a slot for.
     pub fn kind(&self) -> SlotKind {
         self.kind
     }

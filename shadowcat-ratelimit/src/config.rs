@@ -1,8 +1,8 @@
 //! The `[ratelimit]` section of the proxy configuration.
 //!
-//! Every type here deserializes with `deny_unknown_fields`, and values that make no sense
-//! (a zero rate, a zero burst, a sub-second period, a prefix longer than 128 bits) fail at
-//! parse time with a message that names the field and the value.
+//! Every type here deserializes with `deny_unknown_fields`. Values that make no sense fail
+//! at parse time with a message that names the field and the value: a zero rate, a zero
+//! burst, a sub-second period, or a prefix longer than 128 bits.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,7 +49,7 @@ pub struct RateLimitConfig {
     /// Cost weights per MCP method and per tool.
     #[serde(default)]
     pub weights: WeightsConfig,
-    /// How rejections are rendered.
+    /// Rendering options for rejections.
     #[serde(default)]
     pub response: ResponseConfig,
     /// IPv6 clients are grouped by this prefix length, so one host cannot escape the
@@ -60,7 +60,7 @@ pub struct RateLimitConfig {
     /// Default 100000.
     #[serde(default = "default_max_keys")]
     pub max_keys_per_tier: NonZeroUsize,
-    /// What happens to a new key when its tier already tracks `max_keys` keys.
+    /// Handling of new keys once their tier tracks `max_keys` keys.
     #[serde(default)]
     pub overflow: OverflowMode,
     /// Interval at which the proxy calls `evict_idle`. Default 60 s. It is also the
@@ -128,8 +128,8 @@ pub struct TiersConfig {
 /// A rate: `requests` per `per`, with up to `burst` at once.
 ///
 /// A full bucket admits `burst` requests immediately, then one request every
-/// `per / requests`. An idle bucket refills at that same pace until it holds `burst`
-/// again.
+/// `per / requests`. An idle bucket refills at that same pace until it is full, with room
+/// for `burst` again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaConfig {
@@ -242,7 +242,7 @@ pub struct WeightsConfig {
     pub tools: BTreeMap<String, NonZeroU32>,
 }
 
-/// How rejections are rendered.
+/// Rendering options for rejections.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseConfig {
@@ -253,7 +253,7 @@ pub struct ResponseConfig {
     pub ok_status_user_agents: Vec<String>,
 }
 
-/// What a tier does with a new key once it tracks `max_keys` keys.
+/// Handling of new keys once a tier tracks `max_keys` keys.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverflowMode {

@@ -1,4 +1,4 @@
-//! What a limiter check returns.
+//! Limiter decisions and the values they carry.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -104,9 +104,9 @@ pub struct Policy {
 
 /// The bucket a decision is about.
 ///
-/// The `Display` form is safe for logs and audit records: IPs and subjects appear only as
-/// a keyed 64-bit hash (SipHash-1-3 with a random key chosen when the limiter is built),
-/// so the same client has the same id for the life of one limiter but ids cannot be
+/// The `Display` form is safe for logs and audit records. IPs and subjects appear only as
+/// a keyed 64-bit hash: SipHash-1-3 with a random key chosen when the limiter is built.
+/// The same client has the same id for the life of one limiter, but ids cannot be
 /// compared across restarts. Tool names and routes are client-supplied text and are
 /// written with control characters escaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +169,7 @@ impl fmt::Display for LimitKey {
     }
 }
 
-/// Why a request was limited.
+/// The cause of a rejection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitReason {
     /// The bucket does not hold enough budget yet.
@@ -239,7 +239,7 @@ pub struct Limited {
     pub policy: Option<Policy>,
     /// The exact wait until the same request would pass every rate tier.
     pub retry_after: Duration,
-    /// Why the request was limited.
+    /// The cause of the rejection.
     pub reason: LimitReason,
     /// Set when the caller should write an audit record for this rejection.
     pub audit: Option<CoalescedHits>,

@@ -12,7 +12,7 @@ pub enum RateLimitError {
         field: String,
         /// The offending value, as written.
         value: String,
-        /// What the value must be instead.
+        /// The accepted values.
         reason: &'static str,
     },
 }

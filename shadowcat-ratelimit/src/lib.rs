@@ -4,15 +4,15 @@
 //! `global`, `ip` (IPv6 grouped by prefix), `subject` (verified principals only),
 //! `session`, `route`, `mcp_method` and `tool`. Either every tier admits the request and
 //! is charged, or none is charged and the [`Decision`] names the binding tier and the
-//! exact wait. Beside the rate tiers it holds concurrency limits with RAII [`Permit`]s, a
+//! exact wait. Beside the rate tiers it provides concurrency limits with RAII [`Permit`]s, a
 //! pre-authentication per-IP budget served by the tower [`PreAuthLayer`], a budget of
 //! failed authentications per IP, and a budget for creating legacy sessions.
 //!
 //! # Reading a quota
 //!
 //! A quota is "`requests` per `per`, with up to `burst` at once". A full bucket admits
-//! `burst` requests immediately; after that it admits one request every
-//! `per / requests`; an idle bucket refills at that same pace up to `burst`.
+//! `burst` requests immediately. After that it admits one request every
+//! `per / requests`, and an idle bucket refills at that same pace up to `burst`.
 //!
 //! ```toml
 //! [ratelimit.tiers.ip]

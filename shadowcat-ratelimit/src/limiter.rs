@@ -29,8 +29,8 @@ const CONCURRENCY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// A rate limiter the proxy calls once per request, after authentication.
 ///
-/// `check` is synchronous and never blocks on I/O, so it can run inline on the request
-/// path.
+/// `check` is synchronous. With the in-memory store it does no I/O and takes no lock
+/// across tiers, so it can run inline on the request path.
 pub trait RateLimiter: Send + Sync {
     /// Computes what `ctx` costs on each tier, from its JSON-RPC messages and the
     /// configured weights.
@@ -86,8 +86,10 @@ struct Refund {
 /// and charges together. When a bucket rejects, the buckets already charged are refunded
 /// and the remaining ones are only tested, to find the binding tier. A refunded bucket
 /// behaves exactly as if it had never been charged. For the few nanoseconds in between,
-/// a concurrent request may see the charge and be rejected. Per-client tiers come first,
-/// so a client flooding its own limit touches no shared bucket.
+/// a concurrent request may see the charge and be rejected. A new key that was charged
+/// and refunded stays tracked, with a full bucket, until the next `evict_idle`.
+/// Per-client tiers come first, so a client flooding its own `ip`, `subject` or `session`
+/// limit touches no shared bucket.
 ///
 /// # Performance
 ///
@@ -486,8 +488,8 @@ impl<C: Clock, S: KeyedStore> MultiTierLimiter<C, S> {
             }
         }
 
-        // The failed charge itself is never `Pass`, so `binding` is set unless the failed
-        // tier vanished, which cannot happen because tiers are fixed at build time.
+        // The failed charge's tier exists, because `evaluate` skips absent tiers, and its
+        // probe is never `Pass`, so `binding` is always set here.
         let (charge, wait, reason, overflow) =
             binding.unwrap_or((Charge::default(), 0, LimitReason::Rate, false));
         Decision::Limited(self.limited(&charge, wait, reason, overflow, now, ctx))

@@ -4,9 +4,9 @@
 //! (draft-ietf-httpapi-ratelimit-headers), in structured-field syntax:
 //!
 //! - `RateLimit-Policy: "ip";q=100;w=60`: the tier allows `q` requests per `w` seconds.
-//! - `RateLimit: "ip";r=0;t=7`: `r` requests remain now; on an allowed response `t` is the
-//!   seconds until the bucket is full again, on a rejection the seconds until the same
-//!   request would pass (equal to `Retry-After`).
+//! - `RateLimit: "ip";r=0;t=7`: `r` requests remain now. On an allowed response `t` is
+//!   the seconds until the bucket is full again. On a rejection it is the seconds until
+//!   the same request would pass, equal to `Retry-After`.
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
@@ -65,10 +65,10 @@ impl RejectionRenderer {
     /// Renders a rate or concurrency rejection: 429 (or 200 for configured clients) with
     /// `Retry-After`, the rate-limit headers, and a JSON-RPC error per request.
     ///
-    /// `messages` and `batch` describe the request body: a batch gets an array with one
-    /// error per request, carrying each request's id; a body with only notifications and
-    /// responses gets an empty body; a request without a body gets one error with a null
-    /// id.
+    /// `messages` and `batch` describe the request body. A batch gets an array with one
+    /// error per request, each carrying its request's id. A body with only notifications
+    /// and responses gets an empty body. A request without a body gets one error with a
+    /// null id.
     pub fn limited(
         &self,
         limited: &Limited,

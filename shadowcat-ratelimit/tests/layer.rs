@@ -114,7 +114,7 @@ async fn failed_authentications_close_the_door() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        // The inner service stands in for authentication, which failed.
+        // In the proxy, authentication runs after this layer; here it is taken as failed.
         assert!(limiter.record_auth_failure(ip).is_allowed());
     }
     let response = service

@@ -54,8 +54,8 @@ fn binding_tier_is_the_one_that_rejects() {
 
 #[test]
 fn binding_tier_has_the_longest_wait() {
-    // Both tiers are empty after one call; the subject tier refills in 60 s, the ip tier
-    // in 1 s, so the subject tier binds and its wait is honest for both.
+    // Both tiers are empty after one call. The subject tier refills in 60 s and the ip
+    // tier in 1 s, so the subject tier binds, and its wait is long enough for both.
     let (limiter, clock) = limiter(json!({"tiers": {
         "ip": quota(60, "1m", 1),
         "subject": quota(1, "1m", 1),

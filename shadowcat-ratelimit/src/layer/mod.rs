@@ -24,7 +24,7 @@ use crate::store::{InMemoryStore, KeyedStore};
 
 /// The client address of a request, as a request extension.
 ///
-/// The proxy inserts it once the address is resolved; requests without it pass the
+/// The proxy inserts it once the address is resolved. Requests without it pass the
 /// pre-authentication layer unchecked, and a warning is logged for the first one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientIp(pub IpAddr);

@@ -87,7 +87,7 @@ impl KeyedStore for InMemoryStore {
             Entry::Occupied(entry) => Some(update_tat(entry.get(), f)),
             Entry::Vacant(entry) => {
                 // Decide before inserting, so a rejected update leaves no key behind. The
-                // shard stays write-locked, so no other thread sees the key in between.
+                // shard stays write-locked, so no other thread reads the key in between.
                 let (value, tat) = match f(None) {
                     Ok(result) => result,
                     Err(error) => return Some(Err(error)),

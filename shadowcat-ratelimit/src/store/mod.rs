@@ -1,4 +1,4 @@
-//! Where GCRA state lives.
+//! Storage of keyed GCRA state.
 //!
 //! Each keyed tier keeps one theoretical arrival time (TAT) per key in a [`KeyedStore`].
 //! Keys are 64-bit keyed hashes computed by the limiter, and TATs are nanoseconds since
@@ -15,7 +15,7 @@ pub use memory::InMemoryStore;
 
 use std::num::NonZeroUsize;
 
-/// What a store holds for a key, read without changing anything.
+/// The state of one key, read without changing anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Peek {
     /// The key is tracked; its TAT is `None` when it has never been charged.

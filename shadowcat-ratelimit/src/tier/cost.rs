@@ -1,4 +1,4 @@
-//! What a request costs on each tier.
+//! Request costs per tier.
 
 use std::collections::HashMap;
 
@@ -76,10 +76,10 @@ pub(crate) struct Weights {
     pub(crate) tools: HashMap<u64, u32, PrehashedKeys>,
 }
 
-/// What one HTTP request costs on each tier, built by
+/// The cost of one HTTP request on each tier, built by
 /// [`RateLimiter::cost`](crate::RateLimiter::cost) from the request's JSON-RPC messages.
 ///
-/// - `ip`, `global` and `pre_auth` count every message: a request counts its weight, a
+/// - `ip` and `global` count every message: a request counts its weight, a
 ///   notification or a response counts 1. A request with no body (GET, DELETE) counts 1.
 /// - `subject`, `session` and `route` count the weights of requests only; notifications
 ///   and responses cost 0. A request with no body counts 1.
@@ -87,7 +87,7 @@ pub(crate) struct Weights {
 ///   tool A three times and tool B twice charges A 3 and B 2.
 ///
 /// A request's weight is the configured weight of its tool, prompt or resource, else the
-/// configured weight of its method, else 1. A `Cost` holds keyed hashes, so it is only
+/// configured weight of its method, else 1. A `Cost` contains keyed hashes, so it is only
 /// meaningful to the limiter that built it.
 #[derive(Debug, Clone)]
 pub struct Cost {
@@ -98,7 +98,7 @@ pub struct Cost {
 }
 
 impl Cost {
-    /// Returns the cost on the `ip`, `global` and `pre_auth` tiers.
+    /// Returns the cost on the `ip` and `global` tiers.
     pub fn traffic(&self) -> u32 {
         self.traffic
     }
@@ -118,8 +118,8 @@ impl Cost {
         self.targets.iter().map(|entry| entry.cost)
     }
 
-    /// Computes the cost of `ctx`; `methods` and `targets` say whether those keys are
-    /// needed at all.
+    /// Computes the cost of `ctx`. `methods` and `targets` are false when those tiers are
+    /// off, so their keys are not collected.
     pub(crate) fn compute(
         ctx: &CallContext,
         keys: &KeyHasher,

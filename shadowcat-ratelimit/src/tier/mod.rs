@@ -159,7 +159,7 @@ impl<S: KeyedStore> TierState<S> {
     }
 
     /// Tests `cost` for `key` at `now` and charges it if it conforms, in one
-    /// compare-and-swap. On failure nothing is charged and the error says why.
+    /// compare-and-swap. On failure nothing is charged and the error gives the cause.
     pub(crate) fn apply(&self, key: u64, cost: u32, now: u64) -> Result<Applied, Probe> {
         let test = |gcra: &Gcra, overflow: bool| {
             let gcra = *gcra;

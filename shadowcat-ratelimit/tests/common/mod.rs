@@ -22,7 +22,7 @@ pub(crate) fn limiter(section: serde_json::Value) -> (TestLimiter, FakeRelativeC
     (limiter, clock)
 }
 
-/// A quota object: `requests` per `per`, `burst` at once.
+/// Builds a quota object: `requests` per `per`, `burst` at once.
 pub(crate) fn quota(requests: u32, per: &str, burst: u32) -> serde_json::Value {
     json!({ "requests": requests, "per": per, "burst": burst })
 }
@@ -64,18 +64,18 @@ pub(crate) fn jwt_principal(subject: &str) -> Principal {
     }
 }
 
-/// A `tools/call` request body.
+/// Builds a `tools/call` request body.
 pub(crate) fn tool_call(id: u64, name: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name}})
         .to_string()
 }
 
-/// A request body for `method` with no params.
+/// Builds a request body for `method` with no params.
 pub(crate) fn request(id: u64, method: &str) -> String {
     json!({"jsonrpc": "2.0", "id": id, "method": method}).to_string()
 }
 
-/// A notification body.
+/// Builds a notification body.
 pub(crate) fn notification(method: &str) -> String {
     json!({"jsonrpc": "2.0", "method": method}).to_string()
 }
