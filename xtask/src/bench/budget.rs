@@ -94,7 +94,12 @@ pub(crate) struct MeasureSpec {
     pub(crate) criterion: Option<String>,
     /// `FILE/KEY`: number `KEY` of the metric file `FILE.json` that a bench wrote.
     pub(crate) metric: Option<String>,
-    /// Unit of a metric value; criterion measures are always nanoseconds.
+    /// With `criterion`, reports iterations per second (`1e9 / mean`) instead of the
+    /// mean time, for benches that time one event per iteration.
+    #[serde(default)]
+    pub(crate) per_second: bool,
+    /// Unit of a metric or `per_second` value; other criterion measures are always
+    /// nanoseconds.
     pub(crate) unit: Option<Unit>,
     /// One line on what the measure is, shown in the report.
     pub(crate) about: Option<String>,
@@ -123,6 +128,9 @@ impl MeasureSpec {
     pub(crate) fn source(&self, name: &str) -> anyhow::Result<MeasureSource> {
         match (&self.criterion, &self.metric) {
             (Some(id), None) => Ok(MeasureSource::Criterion(id.clone())),
+            (None, Some(_)) if self.per_second => {
+                bail!("measure `{name}`: `per_second` applies only to criterion measures")
+            }
             (None, Some(metric)) => {
                 let Some((file, key)) = metric.split_once('/') else {
                     bail!("measure `{name}`: metric `{metric}` must be written as FILE/KEY");
@@ -144,7 +152,9 @@ impl MeasureSpec {
 
     /// Returns the unit of the measure's values.
     pub(crate) fn unit(&self) -> Unit {
-        if self.criterion.is_some() {
+        if self.criterion.is_some() && self.per_second {
+            self.unit.unwrap_or(Unit::EventsPerSecond)
+        } else if self.criterion.is_some() {
             Unit::Nanoseconds
         } else {
             self.unit.unwrap_or(Unit::Count)
@@ -493,6 +503,8 @@ mod tests {
         let text = "[measures]\nx = { metric = \"no-slash\" }\n";
         assert!(BudgetFile::parse(text, &builtin()).is_err());
         let text = "[measures]\nx = { unit = \"bytes\" }\n";
+        assert!(BudgetFile::parse(text, &builtin()).is_err());
+        let text = "[measures]\nx = { metric = \"f/k\", per_second = true }\n";
         assert!(BudgetFile::parse(text, &builtin()).is_err());
     }
 

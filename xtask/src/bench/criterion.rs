@@ -216,6 +216,10 @@ pub(crate) fn resolve_measures(
         let unit = spec.unit();
         let measured = match spec.source(name) {
             Ok(MeasureSource::Criterion(id)) => match results.get(&id) {
+                Some(&mean) if spec.per_second && mean > 0.0 => Measured::Value(1e9 / mean, unit),
+                Some(&mean) if spec.per_second => {
+                    Measured::Missing(format!("criterion result `{id}` has a mean of {mean} ns"))
+                }
                 Some(&mean) => Measured::Value(mean, unit),
                 None => Measured::Missing(format!("no criterion result `{id}` in this run")),
             },
@@ -301,6 +305,7 @@ mod tests {
             key_bytes = { metric = "limiter/bytes_per_key", unit = "bytes" }
             events = { metric = "audit/events_per_s", unit = "events_per_second" }
             broken = { metric = "broken/x" }
+            rate = { criterion = "limiter/full_check/100000", per_second = true }
         "#;
         let budgets = BudgetFile::parse(text, &BTreeSet::new()).unwrap();
         let results = BTreeMap::from([("limiter/full_check/100000".to_owned(), 11.5)]);
@@ -313,6 +318,10 @@ mod tests {
         ]);
         let measures = resolve_measures(&budgets, &results, &metrics);
         assert_eq!(measures["full"], Measured::Value(11.5, Unit::Nanoseconds));
+        assert_eq!(
+            measures["rate"],
+            Measured::Value(1e9 / 11.5, Unit::EventsPerSecond)
+        );
         assert_eq!(measures["key_bytes"], Measured::Value(48.0, Unit::Bytes));
         assert!(
             matches!(&measures["raw"], Measured::Missing(why) if why.contains("limiter/raw_check"))
