@@ -167,6 +167,11 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
         Some(results) => Some(write_plot(&out_dir, results)?),
         None => None,
     };
+    let descriptions: BTreeMap<String, String> = budgets
+        .measures
+        .iter()
+        .filter_map(|(name, spec)| Some((name.clone(), spec.about.clone()?)))
+        .collect();
     let report_text = report::render_markdown(&report::Report {
         command: command_line(),
         machine: machine_description(),
@@ -176,6 +181,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
         bench_failures: &bench_failures,
         e2e: e2e_results.as_ref(),
         plot_file: plot_file.as_deref(),
+        descriptions: &descriptions,
     });
     let report_path = out_dir.join("report.md");
     std::fs::write(&report_path, report_text)

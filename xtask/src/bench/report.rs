@@ -162,6 +162,8 @@ pub(crate) struct Report<'a> {
     pub(crate) e2e: Option<&'a E2eResults>,
     /// File name of the latency plot beside the report, when one was written.
     pub(crate) plot_file: Option<&'a str>,
+    /// One-line descriptions of measures, by name, from the budget file.
+    pub(crate) descriptions: &'a BTreeMap<String, String>,
 }
 
 /// Renders the Markdown report.
@@ -199,6 +201,13 @@ pub(crate) fn render_markdown(report: &Report<'_>) -> String {
                 }
                 let _ = writeln!(text, "  ```");
             }
+        }
+    }
+
+    if !report.descriptions.is_empty() {
+        text.push_str("\n## Measures\n\n");
+        for (name, description) in report.descriptions {
+            let _ = writeln!(text, "- `{name}`: {description}");
         }
     }
 
@@ -395,7 +404,9 @@ mod tests {
             bench_failures: &[],
             e2e: None,
             plot_file: None,
+            descriptions: &BTreeMap::from([("x".to_owned(), "what x is".to_owned())]),
         });
+        assert!(text.contains("- `x`: what x is"), "{text}");
         assert!(
             text.contains("- proxy did not start; log:\n  (rows: e2e.full_chain.rps)"),
             "{text}"
