@@ -87,10 +87,14 @@ impl Coalescer {
 
     /// Forgets pairs whose window has ended and that suppressed nothing since their last
     /// report, so the next event for them is reported at once, as it would be anyway.
+    ///
+    /// Pairs idle for two windows are forgotten even with suppressed events, so stale
+    /// entries cannot fill the table. Those events stay counted in `suppressed_total`.
     pub(crate) fn evict_idle(&self, now: u64) {
         self.windows.retain(|_, window| {
-            let ended = now.saturating_sub(window.start.load(Ordering::Acquire)) >= self.window;
-            !(ended && window.suppressed.load(Ordering::Acquire) == 0)
+            let age = now.saturating_sub(window.start.load(Ordering::Acquire));
+            let pending = window.suppressed.load(Ordering::Acquire) > 0;
+            age < self.window || (pending && age < self.window.saturating_mul(2))
         });
         self.windows.shrink_to_fit();
         self.entries.store(self.windows.len(), Ordering::Relaxed);
@@ -141,13 +145,23 @@ mod tests {
     }
 
     #[test]
+    fn eviction_drops_stale_pending_counts() {
+        let coalescer = coalescer(8);
+        coalescer.observe(1, 0, 0);
+        coalescer.observe(1, 0, 1);
+        coalescer.evict_idle(WINDOW * 2);
+        assert_eq!(coalescer.observe(1, 0, WINDOW * 2), Some(0));
+        assert_eq!(coalescer.suppressed_total(), 1);
+    }
+
+    #[test]
     fn eviction_keeps_pending_counts() {
         let coalescer = coalescer(8);
         coalescer.observe(1, 0, 0);
         coalescer.observe(2, 0, 0);
         coalescer.observe(2, 0, 1);
-        coalescer.evict_idle(WINDOW * 2);
-        assert_eq!(coalescer.observe(2, 0, WINDOW * 2), Some(1));
-        assert_eq!(coalescer.observe(1, 0, WINDOW * 2), Some(0));
+        coalescer.evict_idle(WINDOW + WINDOW / 2);
+        assert_eq!(coalescer.observe(2, 0, WINDOW + WINDOW / 2), Some(1));
+        assert_eq!(coalescer.observe(1, 0, WINDOW + WINDOW / 2), Some(0));
     }
 }

@@ -641,3 +641,32 @@ fn metrics_count_checks_and_limits() {
         "{text}"
     );
 }
+
+#[test]
+fn contended_checks_use_exact_budget() {
+    // Four clients race for a global burst of 100 with 40 each on the ip tier. Every
+    // rejection at the global tier refunds an ip charge, so the global budget must end
+    // exactly used up, with no client above its own burst.
+    let (limiter, _clock) = limiter(json!({"tiers": {
+        "ip": quota(60, "1h", 40),
+        "global": quota(60, "1h", 100),
+    }}));
+    let limiter = std::sync::Arc::new(limiter);
+    let handles: Vec<_> = (1..=4)
+        .map(|client| {
+            let limiter = std::sync::Arc::clone(&limiter);
+            std::thread::spawn(move || {
+                let call = ctx(&format!("192.0.2.{client}"), &request(1, "ping"));
+                let cost = limiter.cost(&call);
+                (0..1_000)
+                    .filter(|_| limiter.check(&call, &cost).is_allowed())
+                    .count()
+            })
+        })
+        .collect();
+    let admitted: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(admitted.iter().sum::<usize>(), 100, "{admitted:?}");
+    for count in &admitted {
+        assert!(*count <= 40, "{admitted:?}");
+    }
+}
