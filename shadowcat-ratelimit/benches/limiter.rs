@@ -115,7 +115,7 @@ fn bench_checks(criterion: &mut Criterion) {
         })
     });
 
-    // The full check: every tier tracks 100k live keys; requests come from an active set
+    // The full check: every tier tracks 100k live keys. Requests come from an active set
     // spread across them, like the hot subset of known clients a proxy serves at a time.
     let limiter = MultiTierLimiter::new(&seven_tier_config()).unwrap();
     for index in 0..LIVE_KEYS {
