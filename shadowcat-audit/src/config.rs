@@ -15,6 +15,30 @@ pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
 /// Settings of the audit writer, read from the `[audit]` TOML section.
 ///
 /// Every key is optional; the defaults are listed per field. Unknown keys are rejected.
+/// The section with every default written out:
+///
+/// ```toml
+/// [audit]
+/// file = true
+/// dir = "audit"
+/// prefix = "audit"
+/// rotation = "daily"            # "hourly", "daily" or "size"
+/// max_file_bytes = 67108864
+/// stdout = false
+/// mode = "lossless"             # or "lossy"
+/// queue_capacity = 8192
+/// backpressure_timeout = "5s"
+/// fsync = "1s"                  # "always", "never" or an interval
+/// hashed_fields = []            # "subject", "client_ip", "session_id", "target", "user_agent"
+/// # hash_salt_file = "/etc/shadowcat/audit-salt"
+/// # signing_key = "/etc/shadowcat/audit-signing.pem"
+/// checkpoint_every = 10000
+///
+/// [audit.detectors]
+/// max_tracked_keys = 10000
+/// auth_failures_per_ip = { enabled = true, threshold = 20, window = "1m" }
+/// rejections_per_subject = { enabled = true, threshold = 100, window = "1m" }
+/// ```
 ///
 /// ```
 /// use shadowcat_audit::{AuditConfig, Fsync, Mode};
