@@ -41,8 +41,8 @@ pub(crate) fn split_line(line: &[u8]) -> Option<(&[u8], &[u8])> {
     (hash.len() == 64 && lowercase_hex).then_some((body, hash))
 }
 
-/// The message a checkpoint signs: a fixed domain string followed by the 32-byte hash of
-/// the record before the checkpoint.
+/// Builds the message a checkpoint signs: a fixed domain string followed by the 32-byte
+/// hash of the record before the checkpoint.
 pub(crate) fn checkpoint_message(prev: &[u8; 32]) -> Vec<u8> {
     let mut message = Vec::with_capacity(CHECKPOINT_DOMAIN.len() + 32);
     message.extend_from_slice(CHECKPOINT_DOMAIN);

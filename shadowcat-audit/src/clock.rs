@@ -20,7 +20,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, for tests.
+/// A clock that moves only through [`ManualClock::set`] and [`ManualClock::advance`], for
+/// tests.
 #[derive(Debug, Default)]
 pub struct ManualClock {
     micros_since_epoch: AtomicU64,

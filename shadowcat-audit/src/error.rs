@@ -11,23 +11,23 @@ pub enum AuditError {
         field: &'static str,
         /// The rejected value as written in the config.
         value: String,
-        /// What the value must be instead.
+        /// The constraint the value breaks.
         reason: &'static str,
     },
     /// A signing key or salt file could not be read or parsed.
     #[error("could not load {what} from {}: {reason}", path.display())]
     Key {
-        /// Which secret: `signing key` or `hash salt`.
+        /// The secret involved: `signing key`, `verifying key` or `hash salt`.
         what: &'static str,
         /// The file that was read.
         path: PathBuf,
-        /// Why it failed, without any key material.
+        /// The failure reason, without any key material.
         reason: String,
     },
     /// Reading or writing an audit file failed.
     #[error("could not {action} {}: {source}", path.display())]
     Io {
-        /// What was being done, such as `write` or `create`.
+        /// The operation that failed, such as `write` or `create`.
         action: &'static str,
         /// The file or directory involved.
         path: PathBuf,
@@ -40,7 +40,7 @@ pub enum AuditError {
     Resume {
         /// The newest audit file.
         path: PathBuf,
-        /// What is wrong with it.
+        /// The problem with the file.
         reason: &'static str,
     },
     /// The queue stayed full for the whole back-pressure timeout (lossless mode), so the

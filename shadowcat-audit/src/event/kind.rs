@@ -29,7 +29,7 @@ pub enum EventKind {
     /// The proxy stopped serving.
     #[serde(rename = "proxy.stopped")]
     ProxyStopped {
-        /// Why it stopped, such as `signal` or `shutdown`.
+        /// The stop reason, such as `signal` or `shutdown`.
         reason: Text,
     },
     /// A configuration file was loaded at start-up.
@@ -61,7 +61,7 @@ pub enum EventKind {
     /// A legacy-era session ended.
     #[serde(rename = "session.closed")]
     SessionClosed {
-        /// Why the session ended.
+        /// The reason the session ended.
         reason: SessionCloseReason,
     },
     /// A JSON-RPC request finished, successfully or not.
@@ -76,7 +76,7 @@ pub enum EventKind {
         status: u16,
         /// Time from accepting the request to the end of the response, in microseconds.
         latency_us: u64,
-        /// How the request ended.
+        /// The request's result.
         outcome: Outcome,
         /// The JSON-RPC error code returned to the client, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +87,7 @@ pub enum EventKind {
     UpstreamError {
         /// The upstream's configured name.
         upstream: Text,
-        /// What went wrong.
+        /// The kind of failure.
         error: UpstreamFailure,
         /// The upstream's HTTP status, when it sent one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,7 +96,7 @@ pub enum EventKind {
     /// The proxy rejected a request before it reached policy or an upstream.
     #[serde(rename = "request.rejected")]
     RequestRejected {
-        /// Why the request was rejected.
+        /// The rejection reason.
         reason: RejectReason,
         /// The HTTP status returned to the client.
         status: u16,
@@ -107,13 +107,13 @@ pub enum EventKind {
     /// A caller authenticated.
     #[serde(rename = "auth.success")]
     AuthSuccess {
-        /// How the caller authenticated.
+        /// The authentication method.
         method: AuthMethod,
     },
     /// A caller failed to authenticate.
     #[serde(rename = "auth.failure")]
     AuthFailure {
-        /// Why authentication failed.
+        /// The failure reason.
         reason: AuthFailureReason,
         /// The client's `User-Agent` header.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,7 +272,7 @@ macro_rules! reason_enum {
 }
 
 reason_enum! {
-    /// Why the proxy rejected a request before policy and upstream selection.
+    /// The reason the proxy rejected a request before policy and upstream selection.
     pub enum RejectReason {
         /// A mirrored `Mcp-*` header is missing or contradicts the body (`-32020`).
         HeaderMismatch => "header_mismatch",
@@ -300,7 +300,7 @@ reason_enum! {
 }
 
 reason_enum! {
-    /// Why authentication failed.
+    /// The reason authentication failed.
     pub enum AuthFailureReason {
         /// No credentials on a route that requires them.
         MissingCredentials => "missing_credentials",
@@ -326,7 +326,7 @@ reason_enum! {
 }
 
 reason_enum! {
-    /// How a request ended.
+    /// The result of a request.
     pub enum Outcome {
         /// The upstream returned a result.
         Ok => "ok",
@@ -338,7 +338,7 @@ reason_enum! {
         Limited => "limited",
         /// The upstream failed.
         UpstreamError => "upstream_error",
-        /// The upstream did not answer in time.
+        /// The upstream did not respond in time.
         Timeout => "timeout",
         /// The client went away before the response ended.
         Cancelled => "cancelled",
@@ -346,7 +346,7 @@ reason_enum! {
 }
 
 reason_enum! {
-    /// Why a session ended.
+    /// The reason a session ended.
     pub enum SessionCloseReason {
         /// The client sent `DELETE`.
         ClientDelete => "client_delete",
@@ -362,13 +362,13 @@ reason_enum! {
 }
 
 reason_enum! {
-    /// What went wrong with an upstream.
+    /// The kind of upstream failure.
     pub enum UpstreamFailure {
         /// The connection could not be made.
         Connect => "connect",
-        /// The upstream did not answer in time.
+        /// The upstream did not respond in time.
         Timeout => "timeout",
-        /// The upstream answered with an error status.
+        /// The upstream responded with an error status.
         Status => "status",
         /// The upstream's response is not valid MCP.
         Protocol => "protocol",

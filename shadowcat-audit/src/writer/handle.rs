@@ -144,7 +144,7 @@ impl AuditHandle {
     pub async fn shutdown(&self) -> Result<(), AuditError> {
         let shared = &self.shared;
         if !shared.shutdown_requested.swap(true, Ordering::SeqCst) {
-            // A send error means the writer already stopped; its status tells why.
+            // A send error means the writer already stopped, and its status gives the reason.
             let _ = shared.sender.send(Command::Shutdown).await;
         }
         let mut stopped = shared.stopped.clone();
