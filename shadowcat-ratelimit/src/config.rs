@@ -121,7 +121,8 @@ pub struct TiersConfig {
     /// One bucket per MCP method, such as `tools/call`, shared by all callers.
     pub mcp_method: Option<KeyedTierConfig>,
     /// One bucket per tool, prompt or resource, shared by all callers, with overrides
-    /// per name.
+    /// per name. Buckets are keyed by name alone, so a tool and a prompt with the same
+    /// name share one.
     pub tool: Option<KeyedTierConfig>,
 }
 
