@@ -39,6 +39,9 @@ async fn readyz(State(app): State<Arc<AppState>>) -> Response {
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let mut out = String::with_capacity(4096);
     app.metrics.render(app.sessions.len(), &mut out);
+    if let Some(audit) = &app.audit {
+        audit.render_prometheus(&mut out);
+    }
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

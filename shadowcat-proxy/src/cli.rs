@@ -25,6 +25,27 @@ pub enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Work with audit trail files.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `shadowcat audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of audit files, in the order given, and name the first
+    /// broken record.
+    Verify {
+        /// Audit files (`.jsonl`), oldest first; a directory means all its audit files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Ed25519 public key (PEM) to check checkpoint signatures with.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// File name prefix used when a directory is given.
+        #[arg(long, default_value = "audit")]
+        prefix: String,
+    },
 }
 
 /// `shadowcat config ...`
@@ -61,6 +82,9 @@ pub struct ReverseArgs {
     /// Log filter, such as info or shadowcat_proxy=debug (RUST_LOG wins when set).
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Directory of the audit trail; turns the audit trail on with default settings.
+    #[arg(long, value_name = "DIR")]
+    pub audit_dir: Option<PathBuf>,
 }
 
 impl ReverseArgs {
@@ -95,6 +119,9 @@ impl ReverseArgs {
         if let Some(level) = &self.log_level {
             config.log.level = level.clone();
         }
+        if let Some(dir) = &self.audit_dir {
+            config.audit.get_or_insert_with(Default::default).dir = dir.clone();
+        }
         Ok(config)
     }
 }
@@ -108,7 +135,7 @@ mod tests {
         let cli = Cli::try_parse_from(args).unwrap();
         match cli.command {
             Command::Reverse(args) => args,
-            Command::Config(_) => panic!("expected reverse"),
+            other => panic!("expected reverse, got {other:?}"),
         }
     }
 

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use shadowcat_proxy::cli::{Cli, Command, ConfigCommand};
+use std::path::PathBuf;
+
+use shadowcat_proxy::cli::{AuditCommand, Cli, Command, ConfigCommand};
 use shadowcat_proxy::config::{Config, LogConfig, LogFormat};
 use shadowcat_proxy::server::Proxy;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +25,11 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Audit(AuditCommand::Verify {
+            files,
+            public_key,
+            prefix,
+        }) => verify_audit(&files, public_key.as_deref(), &prefix),
         Command::Reverse(args) => {
             let config = match args
                 .effective_config()
@@ -40,6 +47,55 @@ fn main() -> ExitCode {
                 .build()
                 .expect("the tokio runtime starts");
             runtime.block_on(reverse(config))
+        }
+    }
+}
+
+/// Checks audit files and prints `OK` with the record count, or the first broken
+/// record with its file, line and reason.
+fn verify_audit(
+    inputs: &[PathBuf],
+    public_key: Option<&std::path::Path>,
+    prefix: &str,
+) -> ExitCode {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            match shadowcat_audit::log_files(input, prefix) {
+                Ok(found) => files.extend(found),
+                Err(error) => {
+                    eprintln!("could not list {}: {error}", input.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            files.push(input.clone());
+        }
+    }
+    let key = match public_key
+        .map(shadowcat_audit::load_verifying_key)
+        .transpose()
+    {
+        Ok(key) => key,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match shadowcat_audit::verify(&files, key.as_ref()) {
+        Ok(report) => {
+            println!(
+                "OK: {} records in {} files, checkpoints verified: {}, last hash {}",
+                report.records,
+                report.files,
+                report.checkpoints,
+                report.last_hash.as_deref().unwrap_or("-")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            println!("BROKEN: {failure}");
+            ExitCode::FAILURE
         }
     }
 }

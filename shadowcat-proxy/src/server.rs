@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::pipeline::{AppState, HostGuard};
-use crate::session::SessionTable;
+use crate::session::{Session, SessionTable};
 use crate::upstream::{self, EraSupport, HttpUpstream, StdioPool, UpstreamError, UpstreamKind};
+use sha2::{Digest, Sha256};
+use shadowcat_audit::{AuditEvent, EventKind, SessionCloseReason};
 
 /// Maximum number of live legacy sessions.
 const MAX_SESSIONS: usize = 10_000;
@@ -37,6 +39,9 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The audit trail could not start.
+    #[error("could not start the audit trail: {0}")]
+    Audit(String),
     /// An upstream header could not be built.
     #[error("invalid upstream header {name}: {reason}")]
     Header {
@@ -66,6 +71,19 @@ impl Proxy {
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
         let upstream = build_upstream(config)?;
+        let audit = match &config.audit {
+            Some(audit_config) => Some(
+                shadowcat_audit::AuditWriter::new(audit_config.clone())
+                    .spawn()
+                    .map_err(|error| StartError::Audit(error.to_string()))?,
+            ),
+            None => None,
+        };
+        let upstream_name = match (&config.upstream.url, &config.upstream.command) {
+            (Some(url), _) => url.clone(),
+            (None, Some(command)) => command.argv().first().cloned().unwrap_or_default(),
+            (None, None) => String::new(),
+        };
         let state = Arc::new(AppState {
             guard: HostGuard::new(
                 config.server.allowed_hosts.clone(),
@@ -80,6 +98,8 @@ impl Proxy {
             metrics: Default::default(),
             request_timeout: config.upstream.request_timeout,
             shutdown: CancellationToken::new(),
+            audit,
+            upstream_name,
         });
 
         let bind = |addr: SocketAddr| async move {
@@ -92,6 +112,27 @@ impl Proxy {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
+        if let Some(audit) = &state.audit {
+            audit.record(AuditEvent::new(EventKind::ProxyStarted {
+                version: env!("CARGO_PKG_VERSION").into(),
+                listen: Some(
+                    listener
+                        .local_addr()
+                        .map(|addr| addr.to_string())
+                        .unwrap_or_default()
+                        .into(),
+                ),
+            }));
+            if let Some(path) = &config.source {
+                let digest = std::fs::read(path)
+                    .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+                    .unwrap_or_default();
+                audit.record(AuditEvent::new(EventKind::ConfigLoaded {
+                    path: path.display().to_string().into(),
+                    digest: digest.into(),
+                }));
+            }
+        }
         Ok(Self {
             state,
             listener,
@@ -162,6 +203,14 @@ impl Proxy {
         if let UpstreamKind::Stdio { pool, .. } = &state.upstream {
             pool.shutdown();
         }
+        if let Some(audit) = &state.audit {
+            audit.record(AuditEvent::new(EventKind::ProxyStopped {
+                reason: "shutdown".into(),
+            }));
+            if let Err(error) = audit.shutdown().await {
+                tracing::error!(%error, "audit trail did not shut down cleanly");
+            }
+        }
         tracing::info!("shadowcat stopped");
     }
 }
@@ -221,6 +270,7 @@ fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             for session in state.sessions.remove_idle(SESSION_IDLE_TIMEOUT) {
                 tracing::info!(session_id = %session.id, "session ended: idle or upstream exited");
                 session.end_upstream();
+                record_session_closed(&state, &session, SessionCloseReason::Expired);
             }
         }
     })
@@ -291,9 +341,23 @@ fn parse_probe_body(bytes: &[u8]) -> serde_json::Value {
         .unwrap_or_default()
 }
 
+/// Writes a `session.closed` record, when the audit trail is on.
+pub fn record_session_closed(state: &AppState, session: &Session, reason: SessionCloseReason) {
+    if let Some(audit) = &state.audit {
+        let mut event = AuditEvent::new(EventKind::SessionClosed { reason })
+            .with_session_id(session.id)
+            .with_client_ip(session.client_ip);
+        if let Some(subject) = &session.subject {
+            event = event.with_subject(subject.as_str());
+        }
+        audit.record(event);
+    }
+}
+
 async fn end_all_sessions(state: &AppState) {
     for session in state.sessions.drain() {
         session.end_upstream();
+        record_session_closed(state, &session, SessionCloseReason::Shutdown);
         if let (
             UpstreamKind::Http(http),
             crate::session::SessionUpstream::Http {

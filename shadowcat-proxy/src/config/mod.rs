@@ -35,6 +35,12 @@ pub struct Config {
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
+    /// The security audit trail; off unless this table or `--audit-dir` is given.
+    #[serde(default)]
+    pub audit: Option<shadowcat_audit::AuditConfig>,
+    /// The file this configuration was read from, for the `config.loaded` record.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// The `[server]` table.
@@ -239,6 +245,14 @@ pub enum ConfigError {
         /// The TOML error, which names the key and the line.
         message: String,
     },
+    /// A section's own validation failed; the message names the field and value.
+    #[error("invalid [{section}] section: {message}")]
+    Section {
+        /// The table, such as `audit`.
+        section: &'static str,
+        /// The section's own error message.
+        message: String,
+    },
     /// A field has a value that parses but cannot work.
     #[error("invalid value for `{field}`: {value:?}: {reason}")]
     Invalid {
@@ -263,13 +277,15 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|error| match error {
+        let mut config = Self::parse(&text).map_err(|error| match error {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses configuration text without validating cross-field rules.
@@ -357,8 +373,13 @@ impl Config {
                 });
             }
         }
-        if let Err(reason) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            let _ = reason;
+        if let Some(audit) = &self.audit {
+            audit.validate().map_err(|error| ConfigError::Section {
+                section: "audit",
+                message: error.to_string(),
+            })?;
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(ConfigError::Invalid {
                 field: "log.level",
                 value: self.log.level.clone(),

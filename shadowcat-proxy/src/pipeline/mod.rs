@@ -8,6 +8,7 @@
 // `Err` costs nothing on the hot path.
 #![allow(clippy::result_large_err)]
 
+mod audit;
 mod guard;
 mod post;
 pub mod reject;
@@ -15,7 +16,7 @@ mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -24,6 +25,7 @@ use axum::response::Response;
 use axum::routing::any;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use shadowcat_audit::{AuditHandle, Outcome, RejectReason, UpstreamFailure};
 use shadowcat_core::mcp::HeaderField;
 use shadowcat_core::{CallContext, ClientAddrResolver, RequestId, SessionId, error_codes};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +57,10 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Cancelled when the proxy starts shutting down; ends open streams.
     pub shutdown: CancellationToken,
+    /// The audit trail, when one is configured.
+    pub audit: Option<AuditHandle>,
+    /// The upstream's name in audit records: its URL or its program.
+    pub upstream_name: String,
 }
 
 /// Builds the router for the MCP endpoint at `path`.
@@ -72,7 +78,10 @@ async fn handle(
         Method::GET => "GET",
         Method::DELETE => "DELETE",
         _ => {
-            let mut response = reject::empty(StatusCode::METHOD_NOT_ALLOWED);
+            let mut response = audit::rejected(
+                reject::empty(StatusCode::METHOD_NOT_ALLOWED),
+                RejectReason::MethodNotAllowed,
+            );
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
@@ -80,10 +89,21 @@ async fn handle(
         }
     };
     let ctx = app.context(&request, peer, http_method);
+    let accepted = Instant::now();
     let (response, ctx) = match http_method {
         "POST" => post::handle(&app, ctx, request).await,
         "GET" => stream::get(&app, ctx, request).await,
         _ => stream::delete(&app, ctx, request).await,
+    };
+
+    // NOTE: for a streamed response the recorded latency is the time to the response
+    // headers, because the record is written before the stream ends.
+    let response = match &app.audit {
+        Some(audit_handle) => {
+            let events = audit::records(&ctx, &response, accepted.elapsed(), &app.upstream_name);
+            audit::write(audit_handle, events, response, &ctx).await
+        }
+        None => response,
     };
 
     let method = ctx
@@ -176,22 +196,41 @@ fn upstream_failure(
 ) -> Response {
     app.metrics.count_upstream_error();
     tracing::warn!(request_id = %ctx.request_id, %error, "upstream request failed");
-    let (status, code, message) = match error {
+    let (status, code, message, outcome, failure) = match error {
         UpstreamError::Timeout => (
             StatusCode::GATEWAY_TIMEOUT,
             error_codes::UPSTREAM_TIMEOUT,
-            "the upstream MCP server did not answer in time",
+            "the upstream MCP server did not respond in time",
+            Outcome::Timeout,
+            UpstreamFailure::Timeout,
         ),
-        UpstreamError::Unreachable(_) | UpstreamError::Failed(_) | UpstreamError::Internal(_) => (
+        UpstreamError::Unreachable(_) => (
             StatusCode::BAD_GATEWAY,
             error_codes::UPSTREAM_ERROR,
             "the upstream MCP server is unavailable",
+            Outcome::UpstreamError,
+            UpstreamFailure::Connect,
+        ),
+        UpstreamError::Failed(_) | UpstreamError::Internal(_) => (
+            StatusCode::BAD_GATEWAY,
+            error_codes::UPSTREAM_ERROR,
+            "the upstream MCP server is unavailable",
+            Outcome::UpstreamError,
+            UpstreamFailure::Closed,
         ),
     };
-    match body {
-        Some(body) => reject::for_body(status, body, code, message, None),
-        None => reject::single(status, None, code, message, None),
-    }
+    let mut response = match body {
+        Some(body) => reject::errors_for_body(status, body, code, message, None),
+        None => reject::error(status, None, code, message, None),
+    };
+    response
+        .extensions_mut()
+        .insert(audit::Verdict::UpstreamFailed {
+            outcome,
+            failure,
+            code,
+        });
+    response
 }
 
 /// Turns an upstream HTTP response into the client's response: filtered headers, the

@@ -11,6 +11,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Value, json};
+use shadowcat_audit::RejectReason;
 use shadowcat_core::mcp::{self, Era, HeaderError, HeaderField};
 use shadowcat_core::{CallContext, JsonRpcBody, MessageKind, error_codes};
 
@@ -39,6 +40,7 @@ pub(super) async fn handle(
         Ok(parsed) => parsed,
         Err(error) => {
             let response = reject::single(
+                RejectReason::BadInput,
                 StatusCode::BAD_REQUEST,
                 error.id(),
                 error.code(),
@@ -64,6 +66,7 @@ pub(super) async fn handle(
 pub(super) fn guard_rejection(rejection: GuardRejection) -> Response {
     match rejection {
         GuardRejection::Host => reject::single(
+            RejectReason::Host,
             StatusCode::MISDIRECTED_REQUEST,
             None,
             error_codes::FORBIDDEN,
@@ -71,6 +74,7 @@ pub(super) fn guard_rejection(rejection: GuardRejection) -> Response {
             None,
         ),
         GuardRejection::Origin => reject::single(
+            RejectReason::Origin,
             StatusCode::FORBIDDEN,
             None,
             error_codes::FORBIDDEN,
@@ -84,6 +88,7 @@ pub(super) fn guard_rejection(rejection: GuardRejection) -> Response {
 async fn read_body(body: Body, headers: &HeaderMap, max_bytes: usize) -> Result<Bytes, Response> {
     let too_large = || {
         reject::single(
+            RejectReason::BodyTooLarge,
             StatusCode::PAYLOAD_TOO_LARGE,
             None,
             error_codes::PAYLOAD_TOO_LARGE,
@@ -102,6 +107,7 @@ async fn read_body(body: Body, headers: &HeaderMap, max_bytes: usize) -> Result<
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(_) => Err(reject::single(
+            RejectReason::BadInput,
             StatusCode::BAD_REQUEST,
             None,
             error_codes::PARSE_ERROR,
@@ -117,6 +123,7 @@ pub(super) fn header_field<'a>(headers: &'a HeaderMap, name: &'static str) -> He
 
 fn unsupported_version(body: &JsonRpcBody, requested: &str, supported: Vec<&str>) -> Response {
     reject::for_body(
+        RejectReason::UnsupportedVersion,
         StatusCode::BAD_REQUEST,
         body,
         error_codes::UNSUPPORTED_PROTOCOL_VERSION,
@@ -137,6 +144,7 @@ async fn modern(
 ) -> Response {
     if parsed.is_batch() {
         return reject::for_body(
+            RejectReason::BadInput,
             StatusCode::BAD_REQUEST,
             parsed,
             error_codes::INVALID_REQUEST,
@@ -155,6 +163,7 @@ async fn modern(
         Ok(()) => {}
         Err(HeaderError::Mismatch(reason)) => {
             return reject::for_body(
+                RejectReason::HeaderMismatch,
                 StatusCode::BAD_REQUEST,
                 parsed,
                 error_codes::HEADER_MISMATCH,
@@ -193,6 +202,7 @@ async fn modern(
                 // NOTE: stdio pool children respond request by request; routing a
                 // long-lived subscription stream back to one client is not built yet.
                 return reject::for_body(
+                    RejectReason::NotSupported,
                     StatusCode::NOT_IMPLEMENTED,
                     parsed,
                     error_codes::NOT_SUPPORTED,
@@ -240,6 +250,7 @@ async fn legacy(
         }
         HeaderField::Invalid => {
             return reject::for_body(
+                RejectReason::HeaderMismatch,
                 StatusCode::BAD_REQUEST,
                 parsed,
                 error_codes::HEADER_MISMATCH,
@@ -257,6 +268,7 @@ async fn legacy(
     {
         if parsed.is_batch() {
             return reject::for_body(
+                RejectReason::BadInput,
                 StatusCode::BAD_REQUEST,
                 parsed,
                 error_codes::INVALID_REQUEST,
@@ -264,13 +276,8 @@ async fn legacy(
                 None,
             );
         }
-        if app.eras.supports(Era::Legacy) == Some(false) {
-            let requested = parsed.messages()[0]
-                .initialize_version
-                .as_deref()
-                .unwrap_or(mcp::DEFAULT_LEGACY_VERSION);
-            return unsupported_version(parsed, requested, mcp::MODERN_VERSIONS.to_vec());
-        }
+        // A discover result that lists only modern versions does not mean `initialize`
+        // is refused: dual-era servers answer both, so the upstream decides.
         return initialize(app, ctx, parts, bytes, parsed).await;
     }
 
@@ -278,6 +285,7 @@ async fn legacy(
         Ok(session) => session,
         Err(SessionLookupError::Missing) => {
             return reject::for_body(
+                RejectReason::BadInput,
                 StatusCode::BAD_REQUEST,
                 parsed,
                 error_codes::INVALID_REQUEST,
@@ -290,6 +298,7 @@ async fn legacy(
     ctx.session_id = Some(session.id);
     if parsed.is_batch() && !session.allows_batches() {
         return reject::for_body(
+            RejectReason::BadInput,
             StatusCode::BAD_REQUEST,
             parsed,
             error_codes::INVALID_REQUEST,
@@ -330,6 +339,7 @@ async fn legacy(
 
 fn session_not_found(parsed: &JsonRpcBody) -> Response {
     reject::for_body(
+        RejectReason::SessionNotFound,
         StatusCode::NOT_FOUND,
         parsed,
         error_codes::SESSION_NOT_FOUND,
@@ -412,6 +422,7 @@ async fn initialize(
         session.end_upstream();
         tracing::warn!(request_id = %ctx.request_id, max_sessions = full.0, "session limit reached");
         return reject::for_body(
+            RejectReason::SessionBudget,
             StatusCode::SERVICE_UNAVAILABLE,
             parsed,
             error_codes::UPSTREAM_UNAVAILABLE,
@@ -421,6 +432,20 @@ async fn initialize(
     }
     ctx.session_id = Some(session.id);
     tracing::info!(request_id = %ctx.request_id, session_id = %session.id, "session created");
+    if let Some(audit) = &app.audit {
+        let user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(|agent| agent.to_owned().into());
+        audit.record(
+            shadowcat_audit::AuditEvent::new(shadowcat_audit::EventKind::SessionCreated {
+                protocol_version: Some(session.protocol_version.clone().into()),
+                user_agent,
+            })
+            .with_context(ctx),
+        );
+    }
     response
 }
 

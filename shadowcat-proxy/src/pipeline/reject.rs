@@ -5,10 +5,39 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::Value;
+use shadowcat_audit::RejectReason;
 use shadowcat_core::{JsonRpcBody, JsonRpcId, MessageKind, error_response};
 
-/// Builds a rejection with a JSON-RPC error body for one message id.
+use super::audit;
+
+/// Builds a rejection with a JSON-RPC error body for one message id, tagged with its
+/// audit reason.
 pub fn single(
+    reason: RejectReason,
+    status: StatusCode,
+    id: Option<&JsonRpcId>,
+    code: i32,
+    message: &str,
+    data: Option<Value>,
+) -> Response {
+    audit::rejected(error(status, id, code, message, data), reason)
+}
+
+/// Builds a rejection for a whole parsed body, tagged with its audit reason. See
+/// [`errors_for_body`] for its shape.
+pub fn for_body(
+    reason: RejectReason,
+    status: StatusCode,
+    body: &JsonRpcBody,
+    code: i32,
+    message: &str,
+    data: Option<Value>,
+) -> Response {
+    audit::rejected(errors_for_body(status, body, code, message, data), reason)
+}
+
+/// Builds an error response with a JSON-RPC error body for one message id.
+pub fn error(
     status: StatusCode,
     id: Option<&JsonRpcId>,
     code: i32,
@@ -18,12 +47,12 @@ pub fn single(
     json_response(status, &error_response(id, code, message, data))
 }
 
-/// Builds a rejection for a whole parsed body.
+/// Builds an error response for a whole parsed body.
 ///
 /// A single request gets one error with its id; a batch gets an array with one error
 /// per request; a body of notifications and responses alone gets an empty body, since
 /// nothing in it expects a response.
-pub fn for_body(
+pub fn errors_for_body(
     status: StatusCode,
     body: &JsonRpcBody,
     code: i32,
@@ -82,7 +111,7 @@ mod tests {
             br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":"x","method":"b"}]"#,
         )
         .unwrap();
-        let response = for_body(StatusCode::NOT_FOUND, &body, -32001, "gone", None);
+        let response = errors_for_body(StatusCode::NOT_FOUND, &body, -32001, "gone", None);
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         let json = body_json(response).await;
         assert_eq!(json[0]["id"], 1);
@@ -93,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn notification_gets_empty_body() {
         let body = JsonRpcBody::parse(br#"{"jsonrpc":"2.0","method":"n"}"#).unwrap();
-        let response = for_body(StatusCode::TOO_MANY_REQUESTS, &body, -32000, "x", None);
+        let response = errors_for_body(StatusCode::TOO_MANY_REQUESTS, &body, -32000, "x", None);
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         assert!(bytes.is_empty());
     }

@@ -10,6 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderValue, Method, StatusCode, header};
+use shadowcat_audit::RejectReason;
 use shadowcat_core::{CallContext, error_codes};
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -25,6 +26,7 @@ fn lookup(app: &AppState, request: &Request) -> Result<Arc<Session>, Response> {
     app.session_for(request.headers())
         .map_err(|error| match error {
             SessionLookupError::Missing => reject::single(
+                RejectReason::BadInput,
                 StatusCode::BAD_REQUEST,
                 None,
                 error_codes::INVALID_REQUEST,
@@ -32,6 +34,7 @@ fn lookup(app: &AppState, request: &Request) -> Result<Arc<Session>, Response> {
                 None,
             ),
             SessionLookupError::Unknown => reject::single(
+                RejectReason::SessionNotFound,
                 StatusCode::NOT_FOUND,
                 None,
                 error_codes::SESSION_NOT_FOUND,
@@ -148,6 +151,11 @@ pub(super) async fn delete(
         }
         SessionUpstream::Stdio(_) => session.end_upstream(),
     }
+    crate::server::record_session_closed(
+        app,
+        &session,
+        shadowcat_audit::SessionCloseReason::ClientDelete,
+    );
     tracing::info!(request_id = %ctx.request_id, session_id = %session.id, "session closed by client");
     (reject::empty(StatusCode::NO_CONTENT), ctx)
 }

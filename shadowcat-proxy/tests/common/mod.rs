@@ -30,6 +30,15 @@ pub struct RunningProxy {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+impl RunningProxy {
+    /// Stops the proxy and waits until it has drained and shut down.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        task.await.expect("the proxy task finishes");
+    }
+}
+
 impl Drop for RunningProxy {
     fn drop(&mut self) {
         self.stop.cancel();

@@ -1,0 +1,134 @@
+//! Audit records for every request that reaches the pipeline.
+//!
+//! A stage that rejects or fails a request tags its response with a [`Verdict`]; the
+//! endpoint then writes exactly one `request.rejected` or `request.completed` record per
+//! JSON-RPC message (one for a GET, a DELETE or an unparseable body).
+
+use std::time::Duration;
+
+use axum::response::Response;
+use http::StatusCode;
+use shadowcat_audit::{AuditEvent, AuditHandle, EventKind, Outcome, RejectReason, UpstreamFailure};
+use shadowcat_core::{CallContext, MessageKind, error_codes};
+
+use super::reject;
+
+/// How a stage ended a request, attached to its response as an extension.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Verdict {
+    /// The proxy rejected the request before it reached the upstream.
+    Rejected {
+        /// The audit reason.
+        reason: RejectReason,
+    },
+    /// The upstream failed or timed out.
+    UpstreamFailed {
+        /// The request outcome.
+        outcome: Outcome,
+        /// The kind of upstream failure.
+        failure: UpstreamFailure,
+        /// The JSON-RPC error code sent to the client.
+        code: i32,
+    },
+}
+
+/// Attaches a rejection reason to a response.
+pub(super) fn rejected(mut response: Response, reason: RejectReason) -> Response {
+    response
+        .extensions_mut()
+        .insert(Verdict::Rejected { reason });
+    response
+}
+
+/// Builds the records for one answered request.
+pub(super) fn records(
+    ctx: &CallContext,
+    response: &Response,
+    latency: Duration,
+    upstream_name: &str,
+) -> Vec<AuditEvent> {
+    let status = response.status().as_u16();
+    let verdict = response.extensions().get::<Verdict>().copied();
+    let mut events = Vec::with_capacity(ctx.messages.len().max(1) + 1);
+
+    if let Some(Verdict::UpstreamFailed { failure, .. }) = verdict {
+        events.push(
+            AuditEvent::new(EventKind::UpstreamError {
+                upstream: upstream_name.to_owned().into(),
+                error: failure,
+                status: None,
+            })
+            .with_context(ctx),
+        );
+    }
+
+    let per_message = |method: String, target: Option<String>| {
+        let kind = match verdict {
+            Some(Verdict::Rejected { reason, .. }) => EventKind::RequestRejected {
+                reason,
+                status,
+                detail: None,
+            },
+            Some(Verdict::UpstreamFailed { outcome, code, .. }) => EventKind::RequestCompleted {
+                method: method.into(),
+                target: target.map(Into::into),
+                status,
+                latency_us: latency.as_micros() as u64,
+                outcome,
+                error_code: Some(code),
+            },
+            None => EventKind::RequestCompleted {
+                method: method.into(),
+                target: target.map(Into::into),
+                status,
+                latency_us: latency.as_micros() as u64,
+                outcome: if response.status().is_success() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Error
+                },
+                error_code: None,
+            },
+        };
+        AuditEvent::new(kind).with_context(ctx)
+    };
+
+    if ctx.messages.is_empty() {
+        events.push(per_message(ctx.http_method.to_owned(), None));
+    }
+    for message in ctx.messages.iter() {
+        let method = match message.kind {
+            MessageKind::Response => "response".to_owned(),
+            _ => message.method.clone().unwrap_or_default(),
+        };
+        events.push(per_message(method, message.target.clone()));
+    }
+    events
+}
+
+/// Writes the records of one request. In lossless mode a record that cannot be queued
+/// in time fails the request closed: the client gets `503` instead of the response.
+///
+/// NOTE: the records are written once the response is ready, so a request that was
+/// already forwarded has run upstream even when its client then gets `503`.
+pub(super) async fn write(
+    audit: &AuditHandle,
+    events: Vec<AuditEvent>,
+    response: Response,
+    ctx: &CallContext,
+) -> Response {
+    for event in events {
+        if let Err(error) = audit.submit(event).await {
+            tracing::error!(request_id = %ctx.request_id, %error, "audit trail unavailable; failing the request closed");
+            let id = ctx.messages.first().and_then(|message| message.id.as_ref());
+            return reject::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                error_codes::AUDIT_UNAVAILABLE,
+                "the audit trail is unavailable, so the request was not served; retry later",
+                None,
+            );
+        }
+    }
+    response
+}
