@@ -182,7 +182,8 @@ struct Fields<'a> {
 ///
 /// Removing whole records from the end of the last file leaves a valid shorter chain.
 /// Compare [`VerifyReport::last_hash`] with a copy kept elsewhere, or check that the log
-/// ends with a signed checkpoint, to detect that.
+/// ends with a signed checkpoint, to detect that. A file the writer is still appending
+/// to may end in a partly written line, which is reported as truncated.
 ///
 /// # Errors
 ///

@@ -8,7 +8,8 @@
 //! reads the process's resident set (`VmRSS` in `/proc/self/status`, Linux only) before
 //! and after one million keys are tracked, and divides the growth by the key count. The
 //! figure includes the map's spare capacity and allocator overhead, so it is an upper
-//! estimate of the store's own size.
+//! estimate of the store's own size. When `SHADOWCAT_BENCH_METRICS_DIR` is set, the
+//! figure is also written to `limiter.json` there, as `cargo xtask bench` expects.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -180,6 +181,19 @@ fn report_memory_per_key() {
         after.saturating_sub(before) / 1024
     );
     drop(limiter);
+    write_metric_file(per_key, tracked);
+}
+
+/// Writes `limiter.json` for `cargo xtask bench` when it sets the metrics directory.
+fn write_metric_file(bytes_per_key: f64, keys: usize) {
+    let Some(dir) = std::env::var_os("SHADOWCAT_BENCH_METRICS_DIR") else {
+        return;
+    };
+    let path = std::path::Path::new(&dir).join("limiter.json");
+    let metrics = json!({ "bytes_per_key": bytes_per_key, "keys": keys });
+    if let Err(error) = std::fs::write(&path, metrics.to_string()) {
+        eprintln!("failed to write {}: {error}", path.display());
+    }
 }
 
 fn main() {

@@ -119,6 +119,9 @@ impl AuditHandle {
     /// Waits until every record queued before this call is written to every output and,
     /// unless `fsync = "never"`, synced.
     ///
+    /// While an output keeps failing, the writer retries with a back-off of up to 1.6 s
+    /// and this call keeps waiting. Wrap it in a timeout where that matters.
+    ///
     /// # Errors
     ///
     /// Returns [`AuditError::Closed`] when the writer has stopped.

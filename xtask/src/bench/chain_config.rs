@@ -18,6 +18,8 @@ use serde::Serialize;
 const BENCH_PRIVATE_KEY: &str = include_str!("../../keys/bench-es256-private.pem");
 /// Public key the proxy verifies the bench token with.
 const BENCH_PUBLIC_KEY: &str = include_str!("../../keys/bench-es256-public.pem");
+/// Key id of the bench key, sent in the token's `kid` header.
+const KEY_ID: &str = "xtask-bench";
 /// Issuer, audience and subject of the bench token.
 const TOKEN_ISSUER: &str = "https://xtask-bench.invalid";
 const TOKEN_AUDIENCE: &str = "shadowcat-bench";
@@ -78,8 +80,9 @@ pub(crate) fn sign_bench_token(now: SystemTime) -> anyhow::Result<String> {
     };
     let key = EncodingKey::from_ec_pem(BENCH_PRIVATE_KEY.as_bytes())
         .context("invalid bench private key")?;
-    jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &key)
-        .context("could not sign the bench token")
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(KEY_ID.to_owned());
+    jsonwebtoken::encode(&header, &claims, &key).context("could not sign the bench token")
 }
 
 /// Writes the full-chain config for a proxy on `listen`, with its key file and audit log
@@ -110,24 +113,13 @@ pub(crate) fn full_chain_config(
     writeln!(toml, "[upstream]\nurl = \"{}\"\n", settings.upstream_url)?;
     writeln!(toml, "[log]\nlevel = \"warn\"\n")?;
 
-    // TODO: the [auth] and [policy] tables follow a draft of the format; align them with
-    // the proxy's config module once it has those tables.
     writeln!(
         toml,
         "[auth.jwt]\nissuer = \"{TOKEN_ISSUER}\"\naudience = \"{TOKEN_AUDIENCE}\"\n\
-         algorithms = [\"ES256\"]\npublic_key_files = [\"{key_path}\"]\n"
+         algorithms = [\"ES256\"]\npublic_keys = [\n  \
+         {{ kid = \"{KEY_ID}\", pem_file = \"{key_path}\", algorithm = \"ES256\" }},\n]\n"
     )?;
-    writeln!(toml, "[policy]\ndefault = \"deny\"\n")?;
-    for index in 0..POLICY_RULES - 1 {
-        writeln!(
-            toml,
-            "[[policy.rules]]\neffect = \"deny\"\nmethod = \"tools/call\"\ntool = \"blocked_{index}\"\n"
-        )?;
-    }
-    writeln!(
-        toml,
-        "[[policy.rules]]\neffect = \"allow\"\nmethod = \"tools/call\"\ntool = \"echo\"\n"
-    )?;
+    write_policy(&mut toml)?;
 
     write_rate_limits(&mut toml, settings.ip_requests_per_second)?;
     writeln!(
@@ -140,6 +132,24 @@ pub(crate) fn full_chain_config(
         toml,
         bearer_token: Some(token),
     })
+}
+
+/// Writes `[policy]`: deny by default, 19 deny rules for other tools that the request
+/// must be checked against first, and a last rule that allows `echo`.
+fn write_policy(toml: &mut String) -> std::fmt::Result {
+    writeln!(toml, "[policy]\ndefault = \"deny\"\n")?;
+    for index in 0..POLICY_RULES - 1 {
+        writeln!(
+            toml,
+            "[[policy.rules]]\nid = \"deny-blocked-{index}\"\naction = \"deny\"\n\
+             methods = [\"tools/call\"]\ntools = [\"blocked_{index}_*\"]\n"
+        )?;
+    }
+    writeln!(
+        toml,
+        "[[policy.rules]]\nid = \"allow-echo\"\naction = \"allow\"\n\
+         methods = [\"tools/call\"]\ntools = [\"echo\"]\nsubjects = [\"{TOKEN_SUBJECT}\"]\n"
+    )
 }
 
 /// Writes `[ratelimit]` with every tier and concurrency limit on. Only the per-IP
@@ -193,9 +203,18 @@ mod tests {
             table["upstream"]["url"].as_str(),
             Some("http://127.0.0.1:9/mcp")
         );
-        assert!(table["auth"].get("jwt").is_some());
+        let jwt = &table["auth"]["jwt"];
+        assert_eq!(jwt["issuer"].as_str(), Some(TOKEN_ISSUER));
+        let key = &jwt["public_keys"][0];
+        assert_eq!(key["kid"].as_str(), Some(KEY_ID));
+        let pem_file = key["pem_file"].as_str().unwrap();
+        let written = std::fs::read_to_string(pem_file).unwrap();
+        assert_eq!(written, BENCH_PUBLIC_KEY);
         let rules = table["policy"]["rules"].as_array().unwrap();
         assert_eq!(rules.len(), POLICY_RULES);
+        let last = rules.last().unwrap();
+        assert_eq!(last["action"].as_str(), Some("allow"));
+        assert_eq!(last["tools"][0].as_str(), Some("echo"));
         let tiers = table["ratelimit"]["tiers"].as_table().unwrap();
         assert_eq!(tiers.len(), 7);
         assert_eq!(table["audit"]["mode"].as_str(), Some("lossless"));
@@ -223,5 +242,6 @@ mod tests {
         validation.set_issuer(&[TOKEN_ISSUER]);
         let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).unwrap();
         assert_eq!(data.claims["sub"], TOKEN_SUBJECT);
+        assert_eq!(data.header.kid.as_deref(), Some(KEY_ID));
     }
 }
