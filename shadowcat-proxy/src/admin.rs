@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 
+use shadowcat_ratelimit::RateLimiter;
+
 use crate::pipeline::AppState;
 
 /// Builds the admin router.
@@ -41,6 +43,9 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     app.metrics.render(app.sessions.len(), &mut out);
     if let Some(audit) = &app.audit {
         audit.render_prometheus(&mut out);
+    }
+    if let Some(limits) = &app.limits {
+        limits.limiter.snapshot().render_prometheus(&mut out);
     }
     let mut response = out.into_response();
     response.headers_mut().insert(

@@ -79,6 +79,17 @@ impl Proxy {
             ),
             None => None,
         };
+        let limits = match &config.ratelimit {
+            Some(ratelimit) => Some(crate::pipeline::limits::Limits::new(ratelimit).map_err(
+                |error| {
+                    StartError::Config(crate::config::ConfigError::Section {
+                        section: "ratelimit",
+                        message: error.to_string(),
+                    })
+                },
+            )?),
+            None => None,
+        };
         let upstream_name = match (&config.upstream.url, &config.upstream.command) {
             (Some(url), _) => url.clone(),
             (None, Some(command)) => command.argv().first().cloned().unwrap_or_default(),
@@ -99,6 +110,7 @@ impl Proxy {
             request_timeout: config.upstream.request_timeout,
             shutdown: CancellationToken::new(),
             audit,
+            limits,
             upstream_name,
         });
 
@@ -266,6 +278,9 @@ fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                     state.eras.set(modern, legacy);
                 }
                 Err(error) => tracing::warn!(%error, "upstream probe failed"),
+            }
+            if let Some(limits) = &state.limits {
+                limits.limiter.evict_idle();
             }
             for session in state.sessions.remove_idle(SESSION_IDLE_TIMEOUT) {
                 tracing::info!(session_id = %session.id, "session ended: idle or upstream exited");

@@ -38,6 +38,9 @@ pub struct Config {
     /// The security audit trail; off unless this table or `--audit-dir` is given.
     #[serde(default)]
     pub audit: Option<shadowcat_audit::AuditConfig>,
+    /// Multi-tier rate and concurrency limits; off unless this table is given.
+    #[serde(default)]
+    pub ratelimit: Option<shadowcat_ratelimit::RateLimitConfig>,
     /// The file this configuration was read from, for the `config.loaded` record.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -377,6 +380,14 @@ impl Config {
             audit.validate().map_err(|error| ConfigError::Section {
                 section: "audit",
                 message: error.to_string(),
+            })?;
+        }
+        if let Some(ratelimit) = &self.ratelimit {
+            shadowcat_ratelimit::MultiTierLimiter::new(ratelimit).map_err(|error| {
+                ConfigError::Section {
+                    section: "ratelimit",
+                    message: error.to_string(),
+                }
             })?;
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

@@ -14,12 +14,22 @@ use shadowcat_core::{CallContext, MessageKind, error_codes};
 use super::reject;
 
 /// How a stage ended a request, attached to its response as an extension.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Verdict {
     /// The proxy rejected the request before it reached the upstream.
     Rejected {
         /// The audit reason.
         reason: RejectReason,
+    },
+    /// A rate, cost or concurrency limit rejected the request.
+    Limited {
+        /// The tier that rejected.
+        tier: &'static str,
+        /// The limit key as the limiter prints it, with IPs and subjects already hashed.
+        key: String,
+        /// Rejections the `ratelimit.limited` record stands for, or `None` when an earlier
+        /// record of this window already covers this one.
+        hits: Option<u64>,
     },
     /// The upstream failed or timed out.
     UpstreamFailed {
@@ -48,9 +58,24 @@ pub(super) fn records(
     upstream_name: &str,
 ) -> Vec<AuditEvent> {
     let status = response.status().as_u16();
-    let verdict = response.extensions().get::<Verdict>().copied();
+    let verdict = response.extensions().get::<Verdict>().cloned();
     let mut events = Vec::with_capacity(ctx.messages.len().max(1) + 1);
 
+    if let Some(Verdict::Limited {
+        tier,
+        key,
+        hits: Some(hits),
+    }) = &verdict
+    {
+        events.push(
+            AuditEvent::new(EventKind::RatelimitLimited {
+                tier: (*tier).into(),
+                key_hash: key_hash(key).into(),
+                hits: *hits,
+            })
+            .with_context(ctx),
+        );
+    }
     if let Some(Verdict::UpstreamFailed { failure, .. }) = verdict {
         events.push(
             AuditEvent::new(EventKind::UpstreamError {
@@ -63,19 +88,27 @@ pub(super) fn records(
     }
 
     let per_message = |method: String, target: Option<String>| {
-        let kind = match verdict {
-            Some(Verdict::Rejected { reason, .. }) => EventKind::RequestRejected {
-                reason,
+        let kind = match &verdict {
+            Some(Verdict::Rejected { reason }) => EventKind::RequestRejected {
+                reason: *reason,
                 status,
                 detail: None,
+            },
+            Some(Verdict::Limited { .. }) => EventKind::RequestCompleted {
+                method: method.into(),
+                target: target.map(Into::into),
+                status,
+                latency_us: latency.as_micros() as u64,
+                outcome: Outcome::Limited,
+                error_code: Some(error_codes::RATE_LIMITED),
             },
             Some(Verdict::UpstreamFailed { outcome, code, .. }) => EventKind::RequestCompleted {
                 method: method.into(),
                 target: target.map(Into::into),
                 status,
                 latency_us: latency.as_micros() as u64,
-                outcome,
-                error_code: Some(code),
+                outcome: *outcome,
+                error_code: Some(*code),
             },
             None => EventKind::RequestCompleted {
                 method: method.into(),
@@ -104,6 +137,13 @@ pub(super) fn records(
         events.push(per_message(method, message.target.clone()));
     }
     events
+}
+
+/// Returns the audit form of a limit key: its SHA-256, so no address or subject is
+/// written in clear, and equal keys still match across records.
+fn key_hash(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(key.as_bytes())[..16])
 }
 
 /// Writes the records of one request. In lossless mode a record that cannot be queued

@@ -10,6 +10,7 @@
 
 mod audit;
 mod guard;
+pub mod limits;
 mod post;
 pub mod reject;
 mod stream;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The audit trail, when one is configured.
     pub audit: Option<AuditHandle>,
+    /// Rate and concurrency limits, when configured.
+    pub limits: Option<limits::Limits>,
     /// The upstream's name in audit records: its URL or its program.
     pub upstream_name: String,
 }
@@ -90,10 +93,15 @@ async fn handle(
     };
     let ctx = app.context(&request, peer, http_method);
     let accepted = Instant::now();
-    let (response, ctx) = match http_method {
-        "POST" => post::handle(&app, ctx, request).await,
-        "GET" => stream::get(&app, ctx, request).await,
-        _ => stream::delete(&app, ctx, request).await,
+    let pre_auth = match &app.limits {
+        Some(limits) => limits.pre_auth(&ctx, request.headers()),
+        None => Ok(()),
+    };
+    let (response, ctx) = match (pre_auth, http_method) {
+        (Err(response), _) => (response, ctx),
+        (Ok(()), "POST") => post::handle(&app, ctx, request).await,
+        (Ok(()), "GET") => stream::get(&app, ctx, request).await,
+        (Ok(()), _) => stream::delete(&app, ctx, request).await,
     };
 
     // NOTE: for a streamed response the recorded latency is the time to the response

@@ -15,6 +15,9 @@ use shadowcat_audit::RejectReason;
 use shadowcat_core::mcp::{self, Era, HeaderError, HeaderField};
 use shadowcat_core::{CallContext, JsonRpcBody, MessageKind, error_codes};
 
+use shadowcat_ratelimit::{Allowed, Permit, SlotKind};
+
+use super::limits;
 use super::{
     AppState, GuardRejection, SessionLookupError, reject, relay_response, upstream_failure,
 };
@@ -183,7 +186,16 @@ async fn modern(
         return unsupported_version(parsed, requested, mcp::LEGACY_VERSIONS.to_vec());
     }
 
-    match &app.upstream {
+    let slot = if message.is_method("subscriptions/listen") {
+        SlotKind::Stream
+    } else {
+        SlotKind::Request
+    };
+    let admitted = match admit(app, ctx, parts, parsed, slot) {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let response = match &app.upstream {
         UpstreamKind::Http(upstream) => {
             let started = Instant::now();
             match upstream
@@ -231,7 +243,8 @@ async fn modern(
                 Err(error) => upstream_failure(app, ctx, &error, Some(parsed)),
             }
         }
-    }
+    };
+    admitted.finish(response)
 }
 
 // === legacy era ===
@@ -278,7 +291,16 @@ async fn legacy(
         }
         // A discover result that lists only modern versions does not mean `initialize`
         // is refused: dual-era servers answer both, so the upstream decides.
-        return initialize(app, ctx, parts, bytes, parsed).await;
+        if let Some(limits) = &app.limits
+            && let Err(response) = limits.session_creation(ctx, parsed.messages(), &parts.headers)
+        {
+            return response;
+        }
+        let admitted = match admit(app, ctx, parts, parsed, SlotKind::Request) {
+            Ok(admitted) => admitted,
+            Err(response) => return response,
+        };
+        return admitted.finish(initialize(app, ctx, parts, bytes, parsed).await);
     }
 
     let session = match app.session_for(&parts.headers) {
@@ -307,7 +329,11 @@ async fn legacy(
         );
     }
 
-    match &session.upstream {
+    let admitted = match admit(app, ctx, parts, parsed, SlotKind::Request) {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let response = match &session.upstream {
         SessionUpstream::Http { upstream_session } => {
             let UpstreamKind::Http(upstream) = &app.upstream else {
                 unreachable!("HTTP sessions exist only with an HTTP upstream");
@@ -334,7 +360,50 @@ async fn legacy(
             }
         }
         SessionUpstream::Stdio(child) => stdio_messages(app, ctx, child, parsed, &bytes).await,
+    };
+    admitted.finish(response)
+}
+
+/// What the limits stage granted a request: the `RateLimit` headers to send and the
+/// concurrency slot to hold until the response ends.
+struct Admitted {
+    allowed: Option<Allowed>,
+    permit: Option<Permit>,
+}
+
+impl Admitted {
+    fn finish(self, mut response: Response) -> Response {
+        if let Some(allowed) = &self.allowed {
+            limits::add_headers(&mut response, allowed);
+        }
+        match self.permit {
+            Some(permit) => limits::hold(response, permit),
+            None => response,
+        }
     }
+}
+
+/// Runs the concurrency and rate-limit checks. The slot is taken first, so a request
+/// turned away for concurrency is not charged to any rate tier.
+fn admit(
+    app: &AppState,
+    ctx: &CallContext,
+    parts: &Parts,
+    parsed: &JsonRpcBody,
+    slot: SlotKind,
+) -> Result<Admitted, Response> {
+    let Some(limits) = &app.limits else {
+        return Ok(Admitted {
+            allowed: None,
+            permit: None,
+        });
+    };
+    let permit = limits.acquire(ctx, slot, parsed.is_batch(), &parts.headers)?;
+    let allowed = limits.check(ctx, parsed.is_batch(), &parts.headers)?;
+    Ok(Admitted {
+        allowed: Some(allowed),
+        permit: Some(permit),
+    })
 }
 
 fn session_not_found(parsed: &JsonRpcBody) -> Response {

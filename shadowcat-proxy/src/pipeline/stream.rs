@@ -55,6 +55,18 @@ pub(super) async fn get(
         Err(response) => return (response, ctx),
     };
     ctx.session_id = Some(session.id);
+    let permit = match &app.limits {
+        Some(limits) => match limits.acquire(
+            &ctx,
+            shadowcat_ratelimit::SlotKind::Stream,
+            false,
+            request.headers(),
+        ) {
+            Ok(permit) => Some(permit),
+            Err(response) => return (response, ctx),
+        },
+        None => None,
+    };
 
     let response = match &session.upstream {
         SessionUpstream::Http { upstream_session } => {
@@ -103,6 +115,10 @@ pub(super) async fn get(
             headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
             response
         }
+    };
+    let response = match permit {
+        Some(permit) => super::limits::hold(response, permit),
+        None => response,
     };
     (response, ctx)
 }

@@ -266,3 +266,90 @@ pub async fn legacy_initialize(client: &reqwest::Client, url: &str, version: &st
     assert_eq!(response.status(), 202);
     session
 }
+
+/// Arguments of the counting server's tools.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct CountArgs {
+    /// Ignored note.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A test server whose `alpha` and `beta` tools count how often they ran.
+#[derive(Clone)]
+pub struct CountingServer {
+    tool_router: ToolRouter<Self>,
+    pub alpha: Arc<AtomicUsize>,
+    pub beta: Arc<AtomicUsize>,
+}
+
+#[tool_router]
+impl CountingServer {
+    pub fn new() -> Self {
+        Self {
+            tool_router: Self::tool_router(),
+            alpha: Arc::new(AtomicUsize::new(0)),
+            beta: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    #[tool(description = "Count a call to alpha")]
+    async fn alpha(
+        &self,
+        Parameters(_args): Parameters<CountArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let count = self.alpha.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            count.to_string(),
+        )]))
+    }
+
+    #[tool(description = "Count a call to beta")]
+    async fn beta(
+        &self,
+        Parameters(_args): Parameters<CountArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let count = self.beta.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            count.to_string(),
+        )]))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for CountingServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("counting", "1"))
+    }
+}
+
+/// Starts a [`CountingServer`] over Streamable HTTP.
+pub async fn start_counting_upstream() -> (String, CountingServer, CancellationToken) {
+    let server = CountingServer::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
+        .with_sse_keep_alive(None)
+        .with_cancellation_token(cancel.clone());
+    let factory = server.clone();
+    let service: StreamableHttpService<CountingServer, LocalSessionManager> =
+        StreamableHttpService::new(move || Ok(factory.clone()), Default::default(), config);
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    (format!("http://{addr}/mcp"), server, cancel)
+}
+
+/// Parses a `[ratelimit]` table written as TOML.
+pub fn ratelimit(toml_text: &str) -> shadowcat_ratelimit::RateLimitConfig {
+    let config =
+        shadowcat_proxy::config::Config::parse(toml_text).expect("the ratelimit table parses");
+    config.ratelimit.expect("the text has a [ratelimit] table")
+}
