@@ -145,7 +145,7 @@ pub enum UpstreamCredential {
         value: HeaderValue,
     },
     /// A token obtained with the client-credentials grant.
-    ClientCredentials(ClientCredentials),
+    ClientCredentials(Box<ClientCredentials>),
 }
 
 impl UpstreamCredential {
@@ -194,7 +194,7 @@ impl UpstreamCredential {
                 Ok(Self::Header { name, value })
             }
             UpstreamCredentialConfig::ClientCredentials(grant) => Ok(Self::ClientCredentials(
-                ClientCredentials::new(grant, clock)?,
+                Box::new(ClientCredentials::new(grant, clock)?),
             )),
         }
     }
