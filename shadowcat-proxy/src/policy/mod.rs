@@ -21,8 +21,8 @@
 //! let policy = Policy::new(&config).unwrap();
 //!
 //! let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
-//! let message = &JsonRpcBody::parse(body).unwrap().messages()[0];
-//! let decision = policy.evaluate(&Principal::anonymous(), [127, 0, 0, 1].into(), message);
+//! let parsed = JsonRpcBody::parse(body).unwrap();
+//! let decision = policy.evaluate(&Principal::anonymous(), [127, 0, 0, 1].into(), &parsed.messages()[0]);
 //! assert!(decision.allowed);
 //! assert_eq!(decision.rule_id.as_deref(), Some("echo-only"));
 //! ```
