@@ -5,11 +5,13 @@
 //! request stages of the MCP endpoint.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod example_server;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod server;
 pub mod session;
 pub mod upstream;
