@@ -167,7 +167,7 @@ pub struct ResourceMetadataConfig {
     /// Scopes a client can request for this resource.
     #[serde(default)]
     pub scopes_supported: Vec<String>,
-    /// How bearer tokens may be sent. Defaults to `["header"]`, the only method the
+    /// Accepted ways to send bearer tokens. Defaults to `["header"]`, the only method the
     /// proxy accepts.
     #[serde(default = "default_bearer_methods")]
     pub bearer_methods_supported: Vec<String>,
@@ -190,7 +190,7 @@ pub enum AuthConfigError {
         field: String,
         /// The rejected value as written.
         value: String,
-        /// What is wrong and what to write instead.
+        /// Description of the problem and the fix.
         reason: String,
     },
     /// A required field is missing.
@@ -198,7 +198,7 @@ pub enum AuthConfigError {
     Missing {
         /// Dotted path of the field.
         field: String,
-        /// Why the field is required.
+        /// Reason the field is required.
         reason: &'static str,
     },
     /// A key file could not be read or parsed.

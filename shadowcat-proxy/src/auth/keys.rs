@@ -203,7 +203,7 @@ fn verify_key_from_jwk(jwk: &Jwk) -> Option<VerifyKey> {
     Some(VerifyKey { key, algorithm })
 }
 
-/// What the remote JWKS cache holds.
+/// Contents of the remote JWKS cache.
 struct RemoteState {
     keys: Arc<KeySet>,
     /// When the keys were last fetched successfully.

@@ -6,7 +6,7 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use super::config::{AuthConfigError, RouteConfig};
 
-/// What a route requires of callers.
+/// Requirements of one route: anonymous access and scopes.
 #[derive(Debug, Default)]
 pub(crate) struct RouteRule {
     pub(crate) anonymous: bool,

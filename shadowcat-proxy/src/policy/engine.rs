@@ -121,7 +121,7 @@ impl Policy {
 
     /// Decides whether `principal`, connecting from `client_ip`, may send `message`.
     ///
-    /// Responses (a client answering a server request) carry no method and are always
+    /// Responses (a client's reply to a server request) carry no method and are always
     /// allowed. Notifications are evaluated like requests, so under `default = "deny"`
     /// allow `notifications/*` explicitly.
     pub fn evaluate(
@@ -202,26 +202,26 @@ impl Rule {
         method: &str,
         target: Option<&str>,
     ) -> Match {
-        let holds = (self.auth_methods.is_empty() || self.auth_methods.contains(&principal.method))
-            && self
-                .subjects
-                .as_ref()
-                .is_none_or(|subjects| subjects.is_match(&principal.subject))
-            && (self.issuers.is_empty()
-                || principal
-                    .issuer
-                    .as_deref()
-                    .is_some_and(|issuer| self.issuers.iter().any(|allowed| **allowed == *issuer)))
-            && self
-                .client_ips
-                .as_ref()
-                .is_none_or(|nets| nets.is_match(client_ip))
-            && self
-                .methods
-                .as_ref()
-                .is_none_or(|methods| methods.is_match(method))
-            && self.target_matches(method, target);
-        if !holds {
+        let conditions_match =
+            (self.auth_methods.is_empty() || self.auth_methods.contains(&principal.method))
+                && self
+                    .subjects
+                    .as_ref()
+                    .is_none_or(|subjects| subjects.is_match(&principal.subject))
+                && (self.issuers.is_empty()
+                    || principal.issuer.as_deref().is_some_and(|issuer| {
+                        self.issuers.iter().any(|allowed| **allowed == *issuer)
+                    }))
+                && self
+                    .client_ips
+                    .as_ref()
+                    .is_none_or(|nets| nets.is_match(client_ip))
+                && self
+                    .methods
+                    .as_ref()
+                    .is_none_or(|methods| methods.is_match(method))
+                && self.target_matches(method, target);
+        if !conditions_match {
             return Match::No;
         }
         if self.scopes.iter().all(|scope| principal.has_scope(scope)) {
