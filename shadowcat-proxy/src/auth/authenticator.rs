@@ -58,7 +58,7 @@ enum Presented<'a> {
 impl Authenticator {
     /// Builds an authenticator that reads the system clock.
     ///
-    /// Reads key files and fetches the JWKS once; a failed fetch is logged and retried
+    /// Reads key files and fetches the JWKS once. A failed fetch is logged and retried
     /// when a token needs a key.
     ///
     /// # Errors

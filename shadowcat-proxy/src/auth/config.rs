@@ -68,7 +68,7 @@ pub struct AuthConfig {
 
 /// The `[auth.jwt]` table: validation of JWT bearer tokens.
 ///
-/// Keys come from any mix of `jwks_url`, `jwks_file` and `public_keys`; at least one is
+/// Keys come from any mix of `jwks_url`, `jwks_file` and `public_keys`, and at least one is
 /// required. A token's `alg` header only selects among the algorithms that the key
 /// configuration allows, so `none` and HMAC tokens are always rejected.
 #[derive(Debug, Clone, Deserialize)]
@@ -106,7 +106,7 @@ pub struct JwtConfig {
     /// Timeout of one JWKS fetch. Defaults to 5 s.
     #[serde(default = "default_jwks_timeout", deserialize_with = "duration")]
     pub jwks_fetch_timeout: Duration,
-    /// Maximum number of validated tokens cached; 0 turns the cache off. Defaults to
+    /// Maximum number of validated tokens cached, where 0 turns the cache off. Defaults to
     /// 10 000.
     #[serde(default = "default_token_cache_max_entries")]
     pub token_cache_max_entries: usize,

@@ -96,7 +96,7 @@ pub struct ClientCredentialsConfig {
     /// Client authentication method. Defaults to `basic`.
     #[serde(default)]
     pub auth_method: ClientAuthMethod,
-    /// How long before expiry a token is replaced. Defaults to 60 s; tokens that live
+    /// How long before expiry a token is replaced. Defaults to 60 s. Tokens that live
     /// less than twice this long are replaced at half their lifetime.
     #[serde(default = "default_refresh_before", deserialize_with = "duration")]
     pub refresh_before: Duration,

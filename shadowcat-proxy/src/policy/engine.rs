@@ -14,7 +14,7 @@ use super::matcher::{NameMatcher, NetMatcher, PrefixMatcher};
 pub struct PolicyDecision {
     /// Whether the message may pass.
     pub allowed: bool,
-    /// Id of the deciding rule; `None` when the default decided.
+    /// Id of the deciding rule, or `None` when the default decided.
     pub rule_id: Option<Arc<str>>,
     /// The deciding rule's `reason` (or a fixed text for the default), for audit
     /// records only.
@@ -55,9 +55,10 @@ enum Match {
 ///
 /// # Performance
 ///
-/// Globs are compiled into `globset` sets when the policy is built, patterns without
-/// glob characters are compared as plain strings, and evaluation allocates nothing:
-/// decisions share the rule's id and reason through `Arc`.
+/// Patterns are compiled when the policy is built. Exact names and the `*`,
+/// `prefix*` and `*suffix` shapes are plain string checks, and other globs run through
+/// precompiled `globset` sets. Evaluation builds no strings, because decisions share
+/// the rule's id and reason through `Arc`.
 #[derive(Debug)]
 pub struct Policy {
     rules: Vec<Rule>,

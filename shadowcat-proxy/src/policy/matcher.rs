@@ -23,7 +23,7 @@ pub(crate) struct NameMatcher {
 const GLOB_CHARACTERS: [char; 5] = ['*', '?', '[', '{', '\\'];
 
 impl NameMatcher {
-    /// Compiles `patterns`; `None` when the list is empty, meaning no condition.
+    /// Compiles `patterns`, returning `None` for an empty list, which means no condition.
     pub(crate) fn new(field: &str, patterns: &[String]) -> Result<Option<Self>, PolicyConfigError> {
         if patterns.is_empty() {
             return Ok(None);
