@@ -99,6 +99,14 @@ async fn two_credentials_are_rejected() {
     let rejection = authenticator.authenticate(&both, "/mcp").await.unwrap_err();
     assert_eq!(rejection.reason(), RejectReason::MultipleCredentials);
 
+    let mut malformed_and_key = header("x-api-key", "ci-secret");
+    malformed_and_key.insert(AUTHORIZATION, HeaderValue::from_static("Bearer a b"));
+    let rejection = authenticator
+        .authenticate(&malformed_and_key, "/mcp")
+        .await
+        .unwrap_err();
+    assert_eq!(rejection.reason(), RejectReason::MultipleCredentials);
+
     let mut repeated = header("x-api-key", "ci-secret");
     repeated.append("x-api-key", HeaderValue::from_static("ci-secret"));
     let rejection = authenticator

@@ -662,7 +662,7 @@ async fn static_pem_and_jwks_file_keys() {
         .await
         .unwrap();
 
-    // The static key verifies ES256 only, whatever the token header says.
+    // The static key verifies ES256 only, whatever algorithm the token header names.
     let wrong = sign(&claims(), Algorithm::RS256, "ec-static", &rsa_key(RSA_A));
     let rejection = authenticator
         .authenticate(&bearer(&wrong), "/mcp")

@@ -20,7 +20,7 @@ use shadowcat_proxy::auth::{
 #[derive(Clone, Default)]
 struct Endpoint {
     requests: Arc<AtomicUsize>,
-    /// Status to answer with; 200 issues a token.
+    /// Status to respond with. 200 issues a token.
     status: Arc<AtomicU16>,
     /// Last form body and Authorization header seen.
     last: Arc<parking_lot::Mutex<(String, String)>>,

@@ -409,7 +409,7 @@ fn forbidden_response_carries_scope_and_id() {
     );
 }
 
-/// A `tools/list` response as an MCP server sends it.
+/// Builds a `tools/list` response shaped as an MCP server sends it.
 fn tools_list() -> Value {
     json!({
         "jsonrpc": "2.0",

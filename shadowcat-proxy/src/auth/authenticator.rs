@@ -58,7 +58,7 @@ enum Presented<'a> {
 impl Authenticator {
     /// Builds an authenticator that reads the system clock.
     ///
-    /// Reads key files and fetches the JWKS once; a failed fetch is logged and retried
+    /// Reads key files and fetches the JWKS once. A failed fetch is logged and retried
     /// when a token needs a key.
     ///
     /// # Errors
@@ -182,23 +182,34 @@ impl Authenticator {
         AuthRejection::new(reason, credentials_present, Arc::clone(&self.challenge))
     }
 
+    /// Finds the request's one credential. Credentials are counted before any is
+    /// parsed, so two headers are always `multiple_credentials`, even if one is
+    /// malformed.
     fn presented<'a>(&'a self, headers: &'a HeaderMap) -> Result<Presented<'a>, RejectReason> {
-        let mut found = Presented::Nothing;
+        let mut authorization = None;
+        let mut api_key = None;
         let mut count = 0usize;
         for value in headers.get_all(AUTHORIZATION) {
             count += 1;
-            found = Presented::Bearer(parse_bearer(value)?);
+            authorization = Some(value);
         }
         for header in self.api_keys.headers() {
             for value in headers.get_all(header) {
                 count += 1;
-                found = Presented::ApiKey(header, value);
+                api_key = Some((header, value));
             }
         }
         if count > 1 {
             return Err(RejectReason::MultipleCredentials);
         }
-        Ok(found)
+
+        if let Some(value) = authorization {
+            return parse_bearer(value).map(Presented::Bearer);
+        }
+        Ok(match api_key {
+            Some((header, value)) => Presented::ApiKey(header, value),
+            None => Presented::Nothing,
+        })
     }
 }
 

@@ -68,7 +68,7 @@ pub struct AuthConfig {
 
 /// The `[auth.jwt]` table: validation of JWT bearer tokens.
 ///
-/// Keys come from any mix of `jwks_url`, `jwks_file` and `public_keys`; at least one is
+/// Keys come from any mix of `jwks_url`, `jwks_file` and `public_keys`, and at least one is
 /// required. A token's `alg` header only selects among the algorithms that the key
 /// configuration allows, so `none` and HMAC tokens are always rejected.
 #[derive(Debug, Clone, Deserialize)]
@@ -106,7 +106,7 @@ pub struct JwtConfig {
     /// Timeout of one JWKS fetch. Defaults to 5 s.
     #[serde(default = "default_jwks_timeout", deserialize_with = "duration")]
     pub jwks_fetch_timeout: Duration,
-    /// Maximum number of validated tokens cached; 0 turns the cache off. Defaults to
+    /// Maximum number of validated tokens cached, where 0 turns the cache off. Defaults to
     /// 10 000.
     #[serde(default = "default_token_cache_max_entries")]
     pub token_cache_max_entries: usize,
@@ -167,7 +167,7 @@ pub struct ResourceMetadataConfig {
     /// Scopes a client can request for this resource.
     #[serde(default)]
     pub scopes_supported: Vec<String>,
-    /// How bearer tokens may be sent. Defaults to `["header"]`, the only method the
+    /// Accepted ways to send bearer tokens. Defaults to `["header"]`, the only method the
     /// proxy accepts.
     #[serde(default = "default_bearer_methods")]
     pub bearer_methods_supported: Vec<String>,
@@ -190,7 +190,7 @@ pub enum AuthConfigError {
         field: String,
         /// The rejected value as written.
         value: String,
-        /// What is wrong and what to write instead.
+        /// Description of the problem and the fix.
         reason: String,
     },
     /// A required field is missing.
@@ -198,7 +198,7 @@ pub enum AuthConfigError {
     Missing {
         /// Dotted path of the field.
         field: String,
-        /// Why the field is required.
+        /// Reason the field is required.
         reason: &'static str,
     },
     /// A key file could not be read or parsed.

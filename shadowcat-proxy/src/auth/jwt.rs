@@ -24,7 +24,7 @@ use super::keys::{KeySet, RemoteJwks, VerifyKey, load_jwks_file, load_public_key
 use super::rejection::RejectReason;
 use super::token_cache::{TokenCache, TokenDigest};
 
-/// Longest token accepted, in bytes. Larger values are rejected before any decoding.
+/// Maximum token length in bytes. Longer tokens are rejected before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Counters of the JWT path, reported through [`AuthStats`](super::AuthStats).

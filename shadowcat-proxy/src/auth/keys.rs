@@ -84,7 +84,7 @@ impl KeySet {
         }
     }
 
-    /// Adds the other set's keys; on a `kid` clash the key already here wins.
+    /// Adds the other set's keys. On a `kid` clash the key already here wins.
     pub(crate) fn merge(&mut self, other: KeySet) {
         for (kid, key) in other.by_kid {
             self.by_kid.entry(kid).or_insert(key);
@@ -203,7 +203,7 @@ fn verify_key_from_jwk(jwk: &Jwk) -> Option<VerifyKey> {
     Some(VerifyKey { key, algorithm })
 }
 
-/// What the remote JWKS cache holds.
+/// Contents of the remote JWKS cache.
 struct RemoteState {
     keys: Arc<KeySet>,
     /// When the keys were last fetched successfully.

@@ -6,7 +6,7 @@ use globset::{GlobBuilder, GlobMatcher};
 
 use super::config::{AuthConfigError, RouteConfig};
 
-/// What a route requires of callers.
+/// Requirements of one route: anonymous access and scopes.
 #[derive(Debug, Default)]
 pub(crate) struct RouteRule {
     pub(crate) anonymous: bool,
@@ -15,7 +15,7 @@ pub(crate) struct RouteRule {
     pub(crate) scope_text: Option<Arc<str>>,
 }
 
-/// Route rules in configuration order; the first matching path wins.
+/// Route rules in configuration order. The first matching path wins.
 pub(crate) struct RouteTable {
     rules: Vec<(GlobMatcher, RouteRule)>,
     fallback: RouteRule,

@@ -21,7 +21,7 @@ struct Entry {
 #[derive(Default)]
 struct Inner {
     entries: HashMap<TokenDigest, Entry>,
-    /// Insertion order, oldest first; may hold digests already removed from `entries`.
+    /// Insertion order, oldest first. May contain digests already removed from `entries`.
     order: VecDeque<(TokenDigest, u64)>,
     next_sequence: u64,
 }

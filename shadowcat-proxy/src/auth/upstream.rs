@@ -1,7 +1,7 @@
 //! Credentials the proxy presents to upstream MCP servers.
 //!
-//! Client tokens are never forwarded upstream; an upstream sees either nothing, a
-//! static header, or an access token the proxy obtained for itself with the OAuth 2.0
+//! Client tokens are never forwarded upstream. An upstream receives nothing, a static
+//! header, or an access token the proxy obtained for itself with the OAuth 2.0
 //! client-credentials grant (RFC 6749 section 4.4).
 
 use std::fmt;
@@ -28,7 +28,7 @@ const ASSUMED_LIFETIME: Duration = Duration::from_secs(300);
 /// Largest token response accepted: 64 KiB.
 const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// How the proxy authenticates to an upstream, as written in configuration.
+/// Upstream credential configuration: what the proxy sends to an upstream.
 ///
 /// ```toml
 /// [upstream.auth]
@@ -60,12 +60,12 @@ pub struct StaticHeaderConfig {
     /// Header value. Exactly one of `value` and `value_env` is required.
     #[serde(default)]
     pub value: Option<String>,
-    /// Environment variable that holds the header value, read at start.
+    /// Environment variable that contains the header value, read at start.
     #[serde(default)]
     pub value_env: Option<String>,
 }
 
-/// How the client authenticates at the token endpoint (RFC 6749 section 2.3.1).
+/// Client authentication method at the token endpoint (RFC 6749 section 2.3.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMethod {
@@ -87,7 +87,7 @@ pub struct ClientCredentialsConfig {
     /// Client secret. Exactly one of `client_secret` and `client_secret_env` is required.
     #[serde(default)]
     pub client_secret: Option<String>,
-    /// Environment variable that holds the client secret, read at start.
+    /// Environment variable that contains the client secret, read at start.
     #[serde(default)]
     pub client_secret_env: Option<String>,
     /// Space-separated scopes to request.
@@ -96,7 +96,7 @@ pub struct ClientCredentialsConfig {
     /// Client authentication method. Defaults to `basic`.
     #[serde(default)]
     pub auth_method: ClientAuthMethod,
-    /// How long before expiry a token is replaced. Defaults to 60 s; tokens that live
+    /// How long before expiry a token is replaced. Defaults to 60 s. Tokens that live
     /// less than twice this long are replaced at half their lifetime.
     #[serde(default = "default_refresh_before", deserialize_with = "duration")]
     pub refresh_before: Duration,
@@ -113,13 +113,13 @@ fn default_token_timeout() -> Duration {
     DEFAULT_TOKEN_TIMEOUT
 }
 
-/// Why no upstream credential could be produced. Every variant may succeed on retry.
+/// Failure to produce an upstream credential. Every variant may succeed on retry.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamAuthError {
     /// The token endpoint could not be reached or timed out.
     #[error("could not reach the token endpoint: {0}")]
     Request(#[source] reqwest::Error),
-    /// The token endpoint answered with an error status.
+    /// The token endpoint returned an error status.
     #[error("token endpoint returned status {status}: {error}")]
     Status {
         /// HTTP status.
@@ -127,7 +127,7 @@ pub enum UpstreamAuthError {
         /// The OAuth `error` code from the body, or `unknown`.
         error: String,
     },
-    /// The token endpoint's answer is not a usable bearer token response.
+    /// The token endpoint's response is not a usable bearer token response.
     #[error("invalid token response: {0}")]
     InvalidResponse(&'static str),
 }

@@ -69,7 +69,7 @@ pub struct PolicyConfig {
 
 /// One `[[policy.rules]]` entry.
 ///
-/// Every condition that is present must hold (AND); within one list, any entry may
+/// Every condition that is present must hold (AND). Within one list, any entry may
 /// match (OR), except `scopes`, which the principal must hold all of. The target lists
 /// `tools`, `prompts` and `resources` together form one condition: the message must be
 /// a `tools/call` of a listed tool, a `prompts/get` of a listed prompt, or a

@@ -14,7 +14,7 @@ use super::matcher::{NameMatcher, NetMatcher, PrefixMatcher};
 pub struct PolicyDecision {
     /// Whether the message may pass.
     pub allowed: bool,
-    /// Id of the deciding rule; `None` when the default decided.
+    /// Id of the deciding rule, or `None` when the default decided.
     pub rule_id: Option<Arc<str>>,
     /// The deciding rule's `reason` (or a fixed text for the default), for audit
     /// records only.
@@ -55,9 +55,10 @@ enum Match {
 ///
 /// # Performance
 ///
-/// Globs are compiled into `globset` sets when the policy is built, patterns without
-/// glob characters are compared as plain strings, and evaluation allocates nothing:
-/// decisions share the rule's id and reason through `Arc`.
+/// Patterns are compiled when the policy is built. Exact names and the `*`,
+/// `prefix*` and `*suffix` shapes are plain string checks, and other globs run through
+/// precompiled `globset` sets. Evaluation builds no strings, because decisions share
+/// the rule's id and reason through `Arc`.
 #[derive(Debug)]
 pub struct Policy {
     rules: Vec<Rule>,
@@ -121,7 +122,7 @@ impl Policy {
 
     /// Decides whether `principal`, connecting from `client_ip`, may send `message`.
     ///
-    /// Responses (a client answering a server request) carry no method and are always
+    /// Responses (a client's reply to a server request) carry no method and are always
     /// allowed. Notifications are evaluated like requests, so under `default = "deny"`
     /// allow `notifications/*` explicitly.
     pub fn evaluate(
@@ -202,26 +203,26 @@ impl Rule {
         method: &str,
         target: Option<&str>,
     ) -> Match {
-        let holds = (self.auth_methods.is_empty() || self.auth_methods.contains(&principal.method))
-            && self
-                .subjects
-                .as_ref()
-                .is_none_or(|subjects| subjects.is_match(&principal.subject))
-            && (self.issuers.is_empty()
-                || principal
-                    .issuer
-                    .as_deref()
-                    .is_some_and(|issuer| self.issuers.iter().any(|allowed| **allowed == *issuer)))
-            && self
-                .client_ips
-                .as_ref()
-                .is_none_or(|nets| nets.is_match(client_ip))
-            && self
-                .methods
-                .as_ref()
-                .is_none_or(|methods| methods.is_match(method))
-            && self.target_matches(method, target);
-        if !holds {
+        let conditions_match =
+            (self.auth_methods.is_empty() || self.auth_methods.contains(&principal.method))
+                && self
+                    .subjects
+                    .as_ref()
+                    .is_none_or(|subjects| subjects.is_match(&principal.subject))
+                && (self.issuers.is_empty()
+                    || principal.issuer.as_deref().is_some_and(|issuer| {
+                        self.issuers.iter().any(|allowed| **allowed == *issuer)
+                    }))
+                && self
+                    .client_ips
+                    .as_ref()
+                    .is_none_or(|nets| nets.is_match(client_ip))
+                && self
+                    .methods
+                    .as_ref()
+                    .is_none_or(|methods| methods.is_match(method))
+                && self.target_matches(method, target);
+        if !conditions_match {
             return Match::No;
         }
         if self.scopes.iter().all(|scope| principal.has_scope(scope)) {

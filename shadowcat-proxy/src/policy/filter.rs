@@ -8,7 +8,7 @@ use shadowcat_core::Principal;
 
 use super::engine::Policy;
 
-/// Where a list method keeps its entries and which call an entry stands for.
+/// Layout of one list result: the array key, the target key and the deciding call.
 struct ListShape {
     /// Key of the array inside `result`.
     array: &'static str,

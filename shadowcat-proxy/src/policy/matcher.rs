@@ -8,19 +8,33 @@ use ipnet::IpNet;
 use super::config::{Action, PolicyConfigError};
 
 /// Names matched exactly or by glob, compiled once at load time.
+///
+/// The common glob shapes `*`, `prefix*` and `*suffix` become plain string checks, and
+/// only other globs go through `globset`. `*` matches any text, `/` included.
 #[derive(Debug)]
 pub(crate) struct NameMatcher {
+    any: bool,
     exact: Vec<Box<str>>,
+    prefixes: Vec<Box<str>>,
+    suffixes: Vec<Box<str>>,
     globs: Option<GlobSet>,
 }
 
+const GLOB_CHARACTERS: [char; 5] = ['*', '?', '[', '{', '\\'];
+
 impl NameMatcher {
-    /// Compiles `patterns`; `None` when the list is empty, meaning no condition.
+    /// Compiles `patterns`, returning `None` for an empty list, which means no condition.
     pub(crate) fn new(field: &str, patterns: &[String]) -> Result<Option<Self>, PolicyConfigError> {
         if patterns.is_empty() {
             return Ok(None);
         }
-        let mut exact = Vec::new();
+        let mut matcher = Self {
+            any: false,
+            exact: Vec::new(),
+            prefixes: Vec::new(),
+            suffixes: Vec::new(),
+            globs: None,
+        };
         let mut builder = GlobSetBuilder::new();
         let mut glob_count = 0;
         for pattern in patterns {
@@ -31,28 +45,41 @@ impl NameMatcher {
                     "an empty pattern matches nothing",
                 ));
             }
-            if pattern.contains(['*', '?', '[', '{', '\\']) {
+            let literal = |text: &str| !text.contains(GLOB_CHARACTERS);
+            if pattern == "*" {
+                matcher.any = true;
+            } else if !pattern.contains(GLOB_CHARACTERS) {
+                matcher.exact.push(Box::from(pattern.as_str()));
+            } else if let Some(prefix) = pattern.strip_suffix('*').filter(|prefix| literal(prefix))
+            {
+                matcher.prefixes.push(Box::from(prefix));
+            } else if let Some(suffix) = pattern.strip_prefix('*').filter(|suffix| literal(suffix))
+            {
+                matcher.suffixes.push(Box::from(suffix));
+            } else {
                 let glob = Glob::new(pattern).map_err(|error| {
                     PolicyConfigError::new(field, pattern, format!("invalid glob: {error}"))
                 })?;
                 builder.add(glob);
                 glob_count += 1;
-            } else {
-                exact.push(Box::from(pattern.as_str()));
             }
         }
-        let globs = if glob_count == 0 {
-            None
-        } else {
-            Some(builder.build().map_err(|error| {
+        if glob_count > 0 {
+            matcher.globs = Some(builder.build().map_err(|error| {
                 PolicyConfigError::new(field, patterns.join(", "), format!("invalid glob: {error}"))
-            })?)
-        };
-        Ok(Some(Self { exact, globs }))
+            })?);
+        }
+        Ok(Some(matcher))
     }
 
     pub(crate) fn is_match(&self, name: &str) -> bool {
-        self.exact.iter().any(|exact| **exact == *name)
+        self.any
+            || self.exact.iter().any(|exact| **exact == *name)
+            || self
+                .prefixes
+                .iter()
+                .any(|prefix| name.starts_with(&**prefix))
+            || self.suffixes.iter().any(|suffix| name.ends_with(&**suffix))
             || self
                 .globs
                 .as_ref()
@@ -177,6 +204,33 @@ mod tests {
         assert!(matcher.is_match("read_file"));
         assert!(!matcher.is_match("echo2"));
         assert!(!matcher.is_match("write_file"));
+    }
+
+    #[test]
+    fn glob_shapes_agree_with_globset() {
+        let patterns = ["*", "read_*", "*_file", "r?ad_*", "{a,b}*", "tools/*"];
+        let names = [
+            "read_file",
+            "rxad_x",
+            "b",
+            "tools/call",
+            "write_file",
+            "",
+            "notes/x",
+        ];
+        for pattern in patterns {
+            let ours = NameMatcher::new("f", &[pattern.to_owned()])
+                .unwrap()
+                .unwrap();
+            let reference = Glob::new(pattern).unwrap().compile_matcher();
+            for name in names {
+                assert_eq!(
+                    ours.is_match(name),
+                    reference.is_match(name),
+                    "{pattern} {name}"
+                );
+            }
+        }
     }
 
     #[test]
