@@ -69,7 +69,7 @@
 //! | `upstream.error` | `upstream`, `error`: `connect`, `timeout`, `status`, `protocol`, `closed`; `status?` |
 //! | `request.rejected` | `reason`: `header_mismatch`, `bad_input`, `origin`, `host`, `body_too_large`, `unsupported_version`, `session_not_found`, `method_not_allowed`, `not_supported`, `session_budget`, `media_type`; `status`, `detail?` |
 //! | `auth.success` | `method`: `jwt`, `api_key`, `anonymous` |
-//! | `auth.failure` | `reason`: `missing_credentials`, `malformed`, `invalid_signature`, `expired`, `not_yet_valid`, `wrong_issuer`, `wrong_audience`, `unknown_key`, `unknown_api_key`, `keys_unavailable`; `user_agent?` |
+//! | `auth.failure` | `reason`: `missing_credentials`, `multiple_credentials`, `unsupported_scheme`, `malformed`, `bad_algorithm`, `missing_exp`, `missing_subject`, `insufficient_scope`, `invalid_signature`, `expired`, `not_yet_valid`, `wrong_issuer`, `wrong_audience`, `unknown_key`, `unknown_api_key`, `keys_unavailable`; `user_agent?` |
 //! | `authz.allow`, `authz.deny` | `rule` (rule id), `method`, `target?` |
 //! | `ratelimit.limited` | `tier`, `key_hash` (from [`Redactor::hash_field`]), `hits` (rejections this record stands for) |
 //! | `ratelimit.overflow` | `tier`, `tracked_keys` |

@@ -71,6 +71,28 @@ impl Proxy {
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
         let upstream = build_upstream(config)?;
+        let section = |section: &'static str| {
+            move |error: &dyn std::fmt::Display| {
+                StartError::Config(crate::config::ConfigError::Section {
+                    section,
+                    message: error.to_string(),
+                })
+            }
+        };
+        let authenticator = match &config.auth {
+            Some(auth) => Some(
+                crate::auth::Authenticator::new(auth)
+                    .await
+                    .map_err(|error| section("auth")(&error))?,
+            ),
+            None => None,
+        };
+        let policy = match &config.policy {
+            Some(policy) => Some(
+                crate::policy::Policy::new(policy).map_err(|error| section("policy")(&error))?,
+            ),
+            None => None,
+        };
         let audit = match &config.audit {
             Some(audit_config) => Some(
                 shadowcat_audit::AuditWriter::new(audit_config.clone())
@@ -110,6 +132,8 @@ impl Proxy {
             request_timeout: config.upstream.request_timeout,
             shutdown: CancellationToken::new(),
             audit,
+            authenticator,
+            policy,
             limits,
             upstream_name,
         });
@@ -256,12 +280,22 @@ fn build_upstream(config: &Config) -> Result<UpstreamKind, StartError> {
             .map_err(|_| header_error("the value is not a valid header value".to_owned()))?;
         headers.insert(name, value);
     }
-    Ok(UpstreamKind::Http(Box::new(HttpUpstream::new(
-        uri,
-        upstream.connect_timeout,
-        upstream.request_timeout,
-        headers,
-    ))))
+    let credential =
+        crate::auth::UpstreamCredential::from_config(&upstream.auth).map_err(|error| {
+            StartError::Config(crate::config::ConfigError::Section {
+                section: "upstream.auth",
+                message: error.to_string(),
+            })
+        })?;
+    Ok(UpstreamKind::Http(Box::new(
+        HttpUpstream::new(
+            uri,
+            upstream.connect_timeout,
+            upstream.request_timeout,
+            headers,
+        )
+        .with_credential(credential),
+    )))
 }
 
 /// Starts the upstream prober and the idle-session reaper.

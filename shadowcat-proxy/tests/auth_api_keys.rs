@@ -117,9 +117,13 @@ async fn two_credentials_are_rejected() {
 }
 
 #[tokio::test]
-async fn bearer_without_jwt_config_is_unsupported() {
+async fn bearer_carries_api_key_without_jwt_config() {
     let authenticator = Authenticator::new(&config()).await.unwrap();
     let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer ci-secret"));
+    let principal = authenticator.authenticate(&headers, "/mcp").await.unwrap();
+    assert_eq!(principal.subject, "ci-bot");
+
     headers.insert(
         AUTHORIZATION,
         HeaderValue::from_static("Bearer abc.def.ghi"),
@@ -128,7 +132,7 @@ async fn bearer_without_jwt_config_is_unsupported() {
         .authenticate(&headers, "/mcp")
         .await
         .unwrap_err();
-    assert_eq!(rejection.reason(), RejectReason::UnsupportedScheme);
+    assert_eq!(rejection.reason(), RejectReason::UnknownApiKey);
 }
 
 #[tokio::test]

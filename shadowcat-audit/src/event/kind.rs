@@ -304,8 +304,20 @@ reason_enum! {
     pub enum AuthFailureReason {
         /// No credentials on a route that requires them.
         MissingCredentials => "missing_credentials",
+        /// More than one credential was sent, such as two `Authorization` headers.
+        MultipleCredentials => "multiple_credentials",
+        /// The `Authorization` scheme is not `Bearer`.
+        UnsupportedScheme => "unsupported_scheme",
         /// The `Authorization` header or token is malformed.
         Malformed => "malformed",
+        /// The token's algorithm is not one the key configuration allows.
+        BadAlgorithm => "bad_algorithm",
+        /// The token has no `exp` claim.
+        MissingExp => "missing_exp",
+        /// The token has no `sub` claim.
+        MissingSubject => "missing_subject",
+        /// The token lacks a scope the route requires.
+        InsufficientScope => "insufficient_scope",
         /// The token signature does not verify.
         InvalidSignature => "invalid_signature",
         /// The token has expired.

@@ -77,16 +77,26 @@ impl ApiKeys {
         &self.headers
     }
 
-    /// Finds the key sent in `header`.
+    /// Returns true if no API key is configured.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Finds the key sent in `header`, or in `Authorization: Bearer` when `header` is
+    /// `None`, which matches every configured key.
     ///
-    /// Every key configured for that header is compared, in constant time, whatever
-    /// matches, so response timing does not reveal how close a guess was.
-    pub(crate) fn find(&self, header: &HeaderName, presented: &[u8]) -> Option<Arc<Principal>> {
+    /// Every candidate key is compared, in constant time, whatever matches, so response
+    /// timing does not reveal how close a guess was.
+    pub(crate) fn find(
+        &self,
+        header: Option<&HeaderName>,
+        presented: &[u8],
+    ) -> Option<Arc<Principal>> {
         let digest: [u8; 32] = Sha256::digest(presented).into();
         let mut found = subtle::Choice::from(0);
         let mut index = 0u64;
         for (position, key) in self.keys.iter().enumerate() {
-            if key.header != *header {
+            if header.is_some_and(|header| key.header != *header) {
                 continue;
             }
             let hit = digest.ct_eq(&key.hash);
@@ -122,22 +132,22 @@ mod tests {
         ])
         .unwrap();
         let header = HeaderName::from_static("x-api-key");
-        let principal = keys.find(&header, b"two").unwrap();
+        let principal = keys.find(Some(&header), b"two").unwrap();
         assert_eq!(principal.subject, "second");
         assert_eq!(principal.scopes, ["a", "b"]);
         assert_eq!(principal.method, AuthMethod::ApiKey);
-        assert!(keys.find(&header, b"three").is_none());
+        assert!(keys.find(Some(&header), b"three").is_none());
     }
 
     #[test]
     fn key_only_matches_in_its_header() {
         let keys = ApiKeys::new(&[config("one", "first", "x-other-key")]).unwrap();
         assert!(
-            keys.find(&HeaderName::from_static("x-api-key"), b"one")
+            keys.find(Some(&HeaderName::from_static("x-api-key")), b"one")
                 .is_none()
         );
         assert!(
-            keys.find(&HeaderName::from_static("x-other-key"), b"one")
+            keys.find(Some(&HeaderName::from_static("x-other-key")), b"one")
                 .is_some()
         );
     }

@@ -130,16 +130,26 @@ impl Authenticator {
             Presented::Nothing if rule.anonymous => return Ok(Arc::clone(&self.anonymous)),
             Presented::Nothing => return Err(self.reject(RejectReason::MissingCredentials, false)),
             Presented::Bearer(token) => {
-                let Some(jwt) = &self.jwt else {
-                    return Err(self.reject(RejectReason::UnsupportedScheme, true));
-                };
-                jwt.validate(token)
-                    .await
-                    .map_err(|reason| self.reject(reason, true))?
+                // A JWT has exactly two dots; any other bearer value is an API key when
+                // keys are configured.
+                let jwt_shaped = token.bytes().filter(|byte| *byte == b'.').count() == 2;
+                match &self.jwt {
+                    Some(jwt) if jwt_shaped || self.api_keys.is_empty() => jwt
+                        .validate(token)
+                        .await
+                        .map_err(|reason| self.reject(reason, true))?,
+                    _ if self.api_keys.is_empty() => {
+                        return Err(self.reject(RejectReason::UnsupportedScheme, true));
+                    }
+                    _ => self
+                        .api_keys
+                        .find(None, token.as_bytes())
+                        .ok_or_else(|| self.reject(RejectReason::UnknownApiKey, true))?,
+                }
             }
             Presented::ApiKey(header, value) => self
                 .api_keys
-                .find(header, value.as_bytes())
+                .find(Some(header), value.as_bytes())
                 .ok_or_else(|| self.reject(RejectReason::UnknownApiKey, true))?,
         };
 
@@ -193,7 +203,12 @@ impl Authenticator {
             count += 1;
             authorization = Some(value);
         }
-        for header in self.api_keys.headers() {
+        for header in self
+            .api_keys
+            .headers()
+            .iter()
+            .filter(|header| **header != AUTHORIZATION)
+        {
             for value in headers.get_all(header) {
                 count += 1;
                 api_key = Some((header, value));

@@ -38,6 +38,12 @@ pub struct Config {
     /// The security audit trail; off unless this table or `--audit-dir` is given.
     #[serde(default)]
     pub audit: Option<shadowcat_audit::AuditConfig>,
+    /// Authentication of clients; every caller is anonymous unless this table is given.
+    #[serde(default)]
+    pub auth: Option<crate::auth::AuthConfig>,
+    /// Authorization rules per JSON-RPC message; off unless this table is given.
+    #[serde(default)]
+    pub policy: Option<crate::policy::PolicyConfig>,
     /// Multi-tier rate and concurrency limits; off unless this table is given.
     #[serde(default)]
     pub ratelimit: Option<shadowcat_ratelimit::RateLimitConfig>,
@@ -105,6 +111,10 @@ pub struct UpstreamConfig {
     /// Default 60 s.
     #[serde(default = "default_request_timeout", with = "duration::serde_duration")]
     pub request_timeout: Duration,
+    /// The credential the proxy presents to the upstream: `type = "none"`, `"header"`,
+    /// or `"client_credentials"` (an OAuth token the proxy obtains and refreshes).
+    #[serde(default)]
+    pub auth: crate::auth::UpstreamCredentialConfig,
     /// Headers added to every upstream request, such as a static upstream credential.
     /// Values of the form `env:NAME` are read from the environment at start-up.
     #[serde(default)]
@@ -188,6 +198,7 @@ impl Default for UpstreamConfig {
             stdio_pool_size: DEFAULT_STDIO_POOL_SIZE,
             connect_timeout: default_connect_timeout(),
             request_timeout: default_request_timeout(),
+            auth: Default::default(),
             headers: Vec::new(),
         }
     }
@@ -381,6 +392,18 @@ impl Config {
                 section: "audit",
                 message: error.to_string(),
             })?;
+        }
+        if let Some(policy) = &self.policy {
+            crate::policy::Policy::new(policy).map_err(|error| ConfigError::Section {
+                section: "policy",
+                message: error.to_string(),
+            })?;
+        }
+        if let Err(error) = crate::auth::UpstreamCredential::from_config(&self.upstream.auth) {
+            return Err(ConfigError::Section {
+                section: "upstream.auth",
+                message: error.to_string(),
+            });
         }
         if let Some(ratelimit) = &self.ratelimit {
             shadowcat_ratelimit::MultiTierLimiter::new(ratelimit).map_err(|error| {

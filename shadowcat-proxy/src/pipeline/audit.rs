@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use axum::response::Response;
 use http::StatusCode;
-use shadowcat_audit::{AuditEvent, AuditHandle, EventKind, Outcome, RejectReason, UpstreamFailure};
+use shadowcat_audit::{
+    AuditEvent, AuditHandle, AuthFailureReason, EventKind, Outcome, RejectReason, UpstreamFailure,
+};
 use shadowcat_core::{CallContext, MessageKind, error_codes};
 
 use super::reject;
@@ -30,6 +32,20 @@ pub(super) enum Verdict {
         /// Rejections the `ratelimit.limited` record stands for, or `None` when an earlier
         /// record of this window already covers this one.
         hits: Option<u64>,
+    },
+    /// Authentication failed.
+    Unauthenticated {
+        /// The audit reason.
+        reason: AuthFailureReason,
+    },
+    /// A policy rule denied a message.
+    Denied {
+        /// The deciding rule's id, or `default`.
+        rule: String,
+        /// The denied message's method.
+        method: String,
+        /// The denied message's target.
+        target: Option<String>,
     },
     /// The upstream failed or timed out.
     UpstreamFailed {
@@ -76,6 +92,32 @@ pub(super) fn records(
             .with_context(ctx),
         );
     }
+    if let Some(Verdict::Unauthenticated { reason }) = &verdict {
+        let user_agent = None;
+        events.push(
+            AuditEvent::new(EventKind::AuthFailure {
+                reason: *reason,
+                user_agent,
+            })
+            .with_request_id(ctx.request_id)
+            .with_client_ip(ctx.client_ip),
+        );
+    }
+    if let Some(Verdict::Denied {
+        rule,
+        method,
+        target,
+    }) = &verdict
+    {
+        events.push(
+            AuditEvent::new(EventKind::AuthzDeny {
+                rule: rule.clone().into(),
+                method: method.clone().into(),
+                target: target.clone().map(Into::into),
+            })
+            .with_context(ctx),
+        );
+    }
     if let Some(Verdict::UpstreamFailed { failure, .. }) = verdict {
         events.push(
             AuditEvent::new(EventKind::UpstreamError {
@@ -93,6 +135,22 @@ pub(super) fn records(
                 reason: *reason,
                 status,
                 detail: None,
+            },
+            Some(Verdict::Unauthenticated { .. }) => EventKind::RequestCompleted {
+                method: method.into(),
+                target: target.map(Into::into),
+                status,
+                latency_us: latency.as_micros() as u64,
+                outcome: Outcome::Rejected,
+                error_code: Some(error_codes::UNAUTHORIZED),
+            },
+            Some(Verdict::Denied { .. }) => EventKind::RequestCompleted {
+                method: method.into(),
+                target: target.map(Into::into),
+                status,
+                latency_us: latency.as_micros() as u64,
+                outcome: Outcome::Rejected,
+                error_code: Some(error_codes::FORBIDDEN),
             },
             Some(Verdict::Limited { .. }) => EventKind::RequestCompleted {
                 method: method.into(),

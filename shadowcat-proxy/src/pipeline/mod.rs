@@ -8,6 +8,7 @@
 // `Err` costs nothing on the hot path.
 #![allow(clippy::result_large_err)]
 
+mod access;
 mod audit;
 mod guard;
 pub mod limits;
@@ -38,7 +39,6 @@ use crate::session::{Session, SessionTable};
 use crate::upstream::{EraSupport, UpstreamError, UpstreamKind};
 
 /// Shared state of the MCP endpoint.
-#[derive(Debug)]
 pub struct AppState {
     /// Host and Origin checks.
     pub guard: HostGuard,
@@ -60,6 +60,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The audit trail, when one is configured.
     pub audit: Option<AuditHandle>,
+    /// Authentication, when an `[auth]` table is configured.
+    pub authenticator: Option<crate::auth::Authenticator>,
+    /// Authorization rules, when a `[policy]` table is configured.
+    pub policy: Option<crate::policy::Policy>,
     /// Rate and concurrency limits, when configured.
     pub limits: Option<limits::Limits>,
     /// The upstream's name in audit records: its URL or its program.
@@ -68,7 +72,27 @@ pub struct AppState {
 
 /// Builds the router for the MCP endpoint at `path`.
 pub fn router(state: Arc<AppState>, path: &str) -> Router {
-    Router::new().route(path, any(handle)).with_state(state)
+    let mut router = Router::new().route(path, any(handle));
+    if let Some(metadata) = state
+        .authenticator
+        .as_ref()
+        .and_then(|auth| auth.resource_metadata())
+    {
+        let document = Arc::new(metadata.document().clone());
+        let mut paths = metadata.paths().to_vec();
+        let suffixed = format!("{}{path}", crate::auth::WELL_KNOWN_PATH);
+        if !paths.contains(&suffixed) {
+            paths.push(suffixed);
+        }
+        for metadata_path in &paths {
+            let document = Arc::clone(&document);
+            router = router.route(
+                metadata_path,
+                axum::routing::get(move || async move { axum::Json((*document).clone()) }),
+            );
+        }
+    }
+    router.with_state(state)
 }
 
 async fn handle(
@@ -131,6 +155,15 @@ async fn handle(
         "request answered"
     );
     response
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("upstream", &self.upstream)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {

@@ -17,10 +17,10 @@ use shadowcat_core::{CallContext, JsonRpcBody, MessageKind, error_codes};
 
 use shadowcat_ratelimit::{Allowed, Permit, SlotKind};
 
-use super::limits;
 use super::{
     AppState, GuardRejection, SessionLookupError, reject, relay_response, upstream_failure,
 };
+use super::{access, limits};
 use crate::session::{Session, SessionUpstream};
 use crate::upstream::{StdioChild, UpstreamError, UpstreamKind};
 
@@ -39,6 +39,9 @@ pub(super) async fn handle(
         Ok(bytes) => bytes,
         Err(response) => return (response, ctx),
     };
+    if let Err(response) = access::authenticate(app, &mut ctx, &parts.headers, Some(&bytes)).await {
+        return (response, ctx);
+    }
     let parsed = match JsonRpcBody::parse(&bytes) {
         Ok(parsed) => parsed,
         Err(error) => {
@@ -191,6 +194,9 @@ async fn modern(
     } else {
         SlotKind::Request
     };
+    if let Err(response) = access::authorize(app, ctx, parsed) {
+        return response;
+    }
     let admitted = match admit(app, ctx, parts, parsed, slot) {
         Ok(admitted) => admitted,
         Err(response) => return response,
@@ -244,6 +250,10 @@ async fn modern(
             }
         }
     };
+    let response = match access::needs_list_filter(app, parsed) {
+        Some(method) => access::filter_list(app, ctx, &method, response).await,
+        None => response,
+    };
     admitted.finish(response)
 }
 
@@ -296,6 +306,9 @@ async fn legacy(
         {
             return response;
         }
+        if let Err(response) = access::authorize(app, ctx, parsed) {
+            return response;
+        }
         let admitted = match admit(app, ctx, parts, parsed, SlotKind::Request) {
             Ok(admitted) => admitted,
             Err(response) => return response,
@@ -329,6 +342,9 @@ async fn legacy(
         );
     }
 
+    if let Err(response) = access::authorize(app, ctx, parsed) {
+        return response;
+    }
     let admitted = match admit(app, ctx, parts, parsed, SlotKind::Request) {
         Ok(admitted) => admitted,
         Err(response) => return response,
@@ -360,6 +376,10 @@ async fn legacy(
             }
         }
         SessionUpstream::Stdio(child) => stdio_messages(app, ctx, child, parsed, &bytes).await,
+    };
+    let response = match access::needs_list_filter(app, parsed) {
+        Some(method) => access::filter_list(app, ctx, &method, response).await,
+        None => response,
     };
     admitted.finish(response)
 }

@@ -19,29 +19,34 @@ use super::{AppState, SessionLookupError, reject, relay_response, upstream_failu
 use crate::session::{Session, SessionUpstream};
 use crate::upstream::UpstreamKind;
 
-fn lookup(app: &AppState, request: &Request) -> Result<Arc<Session>, Response> {
-    if let Err(rejection) = app.guard.check(request.headers()) {
+/// Runs the guard and authentication, then finds the session a GET or DELETE names.
+async fn lookup(
+    app: &AppState,
+    ctx: &mut CallContext,
+    headers: &http::HeaderMap,
+) -> Result<Arc<Session>, Response> {
+    if let Err(rejection) = app.guard.check(headers) {
         return Err(guard_rejection(rejection));
     }
-    app.session_for(request.headers())
-        .map_err(|error| match error {
-            SessionLookupError::Missing => reject::single(
-                RejectReason::BadInput,
-                StatusCode::BAD_REQUEST,
-                None,
-                error_codes::INVALID_REQUEST,
-                "missing Mcp-Session-Id header: GET and DELETE need a legacy session",
-                None,
-            ),
-            SessionLookupError::Unknown => reject::single(
-                RejectReason::SessionNotFound,
-                StatusCode::NOT_FOUND,
-                None,
-                error_codes::SESSION_NOT_FOUND,
-                "session not found: it is unknown or has ended; send initialize to start a new one",
-                None,
-            ),
-        })
+    super::access::authenticate(app, ctx, headers, None).await?;
+    app.session_for(headers).map_err(|error| match error {
+        SessionLookupError::Missing => reject::single(
+            RejectReason::BadInput,
+            StatusCode::BAD_REQUEST,
+            None,
+            error_codes::INVALID_REQUEST,
+            "missing Mcp-Session-Id header: GET and DELETE need a legacy session",
+            None,
+        ),
+        SessionLookupError::Unknown => reject::single(
+            RejectReason::SessionNotFound,
+            StatusCode::NOT_FOUND,
+            None,
+            error_codes::SESSION_NOT_FOUND,
+            "session not found: it is unknown or has ended; send initialize to start a new one",
+            None,
+        ),
+    })
 }
 
 /// Opens the session's server-to-client event stream, passing `Last-Event-ID` through.
@@ -50,7 +55,7 @@ pub(super) async fn get(
     mut ctx: CallContext,
     request: Request,
 ) -> (Response, CallContext) {
-    let session = match lookup(app, &request) {
+    let session = match lookup(app, &mut ctx, request.headers()).await {
         Ok(session) => session,
         Err(response) => return (response, ctx),
     };
@@ -130,7 +135,7 @@ pub(super) async fn delete(
     mut ctx: CallContext,
     request: Request,
 ) -> (Response, CallContext) {
-    let session = match lookup(app, &request) {
+    let session = match lookup(app, &mut ctx, request.headers()).await {
         Ok(session) => session,
         Err(response) => return (response, ctx),
     };

@@ -9,7 +9,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use std::sync::Arc;
+
 use super::UpstreamError;
+use crate::auth::UpstreamCredential;
 
 /// Request headers that are never copied from the client to the upstream.
 ///
@@ -54,6 +57,7 @@ pub struct HttpUpstream {
     client: Client<HttpConnector, Body>,
     uri: Uri,
     extra_headers: HeaderMap,
+    credential: Option<Arc<UpstreamCredential>>,
     request_timeout: Duration,
 }
 
@@ -76,8 +80,18 @@ impl HttpUpstream {
             client,
             uri,
             extra_headers,
+            credential: None,
             request_timeout,
         }
+    }
+
+    /// Sets the credential presented to the upstream on every request.
+    pub fn with_credential(mut self, credential: UpstreamCredential) -> Self {
+        self.credential = match credential {
+            UpstreamCredential::None => None,
+            other => Some(Arc::new(other)),
+        };
+        self
     }
 
     /// Returns the upstream endpoint.
@@ -111,6 +125,19 @@ impl HttpUpstream {
         copy_request_headers(client_headers, headers);
         for (name, value) in &self.extra_headers {
             headers.insert(name.clone(), value.clone());
+        }
+        if let Some(credential) = &self.credential {
+            match credential.authorization().await {
+                Ok(Some((name, value))) => {
+                    headers.insert(name, value);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    return Err(UpstreamError::Failed(format!(
+                        "could not obtain the upstream credential: {error}"
+                    )));
+                }
+            }
         }
         if let Some(session) = session {
             headers.insert(
