@@ -27,7 +27,7 @@ pub(crate) const TOOLS_CALL_BODY: &str = concat!(
     r#""io.modelcontextprotocol/clientCapabilities":{}}}}"#
 );
 
-/// Maximum wait for one response after the run's deadline has passed.
+/// Maximum wait for one connect or response after the run's deadline has passed.
 const RESPONSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Pause after a failed connect, so a dead endpoint is not retried in a busy loop.
@@ -287,14 +287,19 @@ impl Worker {
 
             let ready = match sender.take() {
                 Some(existing) if !existing.is_closed() => existing,
-                _ => match connect(&self.endpoint, self.local_ip).await {
-                    Ok(fresh) => fresh,
-                    Err(_) => {
-                        self.count_failure(&mut tally);
-                        tokio::time::sleep(RECONNECT_PAUSE).await;
-                        continue;
+                _ => {
+                    let limit =
+                        self.deadline.saturating_duration_since(Instant::now()) + RESPONSE_GRACE;
+                    match tokio::time::timeout(limit, connect(&self.endpoint, self.local_ip)).await
+                    {
+                        Ok(Ok(fresh)) => fresh,
+                        Ok(Err(_)) | Err(_) => {
+                            self.count_failure(&mut tally);
+                            tokio::time::sleep(RECONNECT_PAUSE).await;
+                            continue;
+                        }
                     }
-                },
+                }
             };
 
             let sent_at = Instant::now();
