@@ -165,7 +165,7 @@ pub(crate) struct LoadShape {
     pub(crate) local_ip: Option<IpAddr>,
 }
 
-/// How fast each connection sends.
+/// Sending pace of each connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Pace {
     /// The next request leaves as soon as the previous response is read.
@@ -381,8 +381,8 @@ async fn connect(
         .await
         .map_err(io::Error::other)?;
     tokio::spawn(async move {
-        // The connection ends when the sender is dropped or the server closes it; either
-        // way the worker notices through the sender, so the result is not needed here.
+        // The connection ends when the sender is dropped or the server closes it. The
+        // worker notices either through the sender, so the result is not needed here.
         let _ = connection.await;
     });
     Ok(sender)

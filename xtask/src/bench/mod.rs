@@ -161,7 +161,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
     Ok(failed == 0 || args.no_gate || args.target.is_some())
 }
 
-/// What one run produced, for printing and the report.
+/// Results of one run, for printing and the report.
 struct RunSummary<'a> {
     budgets: &'a BudgetFile,
     builtin: &'a BTreeSet<String>,
