@@ -85,7 +85,7 @@ pub(crate) struct BenchTarget {
     pub(crate) bench: String,
 }
 
-/// Where a named measure comes from, as written in the budget file.
+/// Source of a named measure, as written in the budget file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MeasureSpec {

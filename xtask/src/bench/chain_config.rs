@@ -3,7 +3,7 @@
 //! hit. It adds 20 policy rules, every rate-limit tier with limits that do not reject, and
 //! a lossless audit log in a temporary directory.
 //!
-//! This module is the only place that knows the `shadowcat.toml` format of those stages.
+//! This module is the only place that writes the `shadowcat.toml` tables of those stages.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -34,7 +34,7 @@ const UNLIMITED_RATE: u32 = 10_000_000;
 /// Number of policy rules, so the policy engine does real matching work.
 const POLICY_RULES: usize = 20;
 
-/// What differs between the runs that use a generated config.
+/// Settings that differ between the runs that use a generated config.
 #[derive(Debug, Clone)]
 pub(crate) struct ChainSettings {
     /// The example server's MCP endpoint.

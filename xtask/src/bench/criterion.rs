@@ -29,7 +29,7 @@ pub(crate) const METRICS_DIR_ENV: &str = "SHADOWCAT_BENCH_METRICS_DIR";
 pub(crate) struct BenchFailure {
     /// The target.
     pub(crate) target: BenchTarget,
-    /// What went wrong.
+    /// Reason for the failure.
     pub(crate) reason: String,
 }
 

@@ -182,30 +182,10 @@ pub(crate) async fn run_local(
     results.runs.push((RunKind::Direct, direct));
 
     eprintln!("xtask bench: e2e through shadowcat, every stage off");
-    let chain_off = async {
-        let listen = process::free_local_port()?;
-        let args = vec![
-            "reverse".to_owned(),
-            "--listen".to_owned(),
-            listen.to_string(),
-            "--upstream".to_owned(),
-            upstream_url.clone(),
-        ];
-        let proxy = start_proxy(
-            "proxy-chain-off",
-            &binaries.proxy,
-            &args,
-            listen,
-            work_dir.path(),
-        )
-        .await?;
-        let outcome = measure(&Endpoint::local_mcp(listen), &plain, shape).await;
-        proxy.stop().await;
-        anyhow::Ok(outcome)
-    };
+    let chain_off = run_chain_off(binaries, work_dir.path(), &upstream_url, &plain, shape).await;
     results
         .runs
-        .push((RunKind::ChainOff, unavailable_on_error(chain_off.await)));
+        .push((RunKind::ChainOff, unavailable_on_error(chain_off)));
 
     eprintln!("xtask bench: e2e through shadowcat, full chain");
     let full_settings = ChainSettings {
@@ -244,6 +224,28 @@ pub(crate) async fn run_local(
 
     server.stop().await;
     Ok(results)
+}
+
+/// Starts the proxy with flags only, so every stage is off, and measures through it.
+async fn run_chain_off(
+    binaries: &Binaries,
+    work_dir: &Path,
+    upstream_url: &str,
+    template: &RequestTemplate,
+    shape: LoadShape,
+) -> anyhow::Result<RunOutcome> {
+    let listen = process::free_local_port()?;
+    let args = vec![
+        "reverse".to_owned(),
+        "--listen".to_owned(),
+        listen.to_string(),
+        "--upstream".to_owned(),
+        upstream_url.to_owned(),
+    ];
+    let proxy = start_proxy("proxy-chain-off", &binaries.proxy, &args, listen, work_dir).await?;
+    let outcome = measure(&Endpoint::local_mcp(listen), template, shape).await;
+    proxy.stop().await;
+    Ok(outcome)
 }
 
 /// Runs the comparison load against a user-given endpoint.

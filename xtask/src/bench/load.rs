@@ -27,7 +27,7 @@ pub(crate) const TOOLS_CALL_BODY: &str = concat!(
     r#""io.modelcontextprotocol/clientCapabilities":{}}}}"#
 );
 
-/// Maximum wait for one response after the run's deadline has passed.
+/// Maximum wait for one connect or response after the run's deadline has passed.
 const RESPONSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Pause after a failed connect, so a dead endpoint is not retried in a busy loop.
@@ -165,7 +165,7 @@ pub(crate) struct LoadShape {
     pub(crate) local_ip: Option<IpAddr>,
 }
 
-/// How fast each connection sends.
+/// Sending pace of each connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Pace {
     /// The next request leaves as soon as the previous response is read.
@@ -287,14 +287,19 @@ impl Worker {
 
             let ready = match sender.take() {
                 Some(existing) if !existing.is_closed() => existing,
-                _ => match connect(&self.endpoint, self.local_ip).await {
-                    Ok(fresh) => fresh,
-                    Err(_) => {
-                        self.count_failure(&mut tally);
-                        tokio::time::sleep(RECONNECT_PAUSE).await;
-                        continue;
+                _ => {
+                    let limit =
+                        self.deadline.saturating_duration_since(Instant::now()) + RESPONSE_GRACE;
+                    match tokio::time::timeout(limit, connect(&self.endpoint, self.local_ip)).await
+                    {
+                        Ok(Ok(fresh)) => fresh,
+                        Ok(Err(_)) | Err(_) => {
+                            self.count_failure(&mut tally);
+                            tokio::time::sleep(RECONNECT_PAUSE).await;
+                            continue;
+                        }
                     }
-                },
+                }
             };
 
             let sent_at = Instant::now();
@@ -376,8 +381,8 @@ async fn connect(
         .await
         .map_err(io::Error::other)?;
     tokio::spawn(async move {
-        // The connection ends when the sender is dropped or the server closes it; either
-        // way the worker notices through the sender, so the result is not needed here.
+        // The connection ends when the sender is dropped or the server closes it. The
+        // worker notices either through the sender, so the result is not needed here.
         let _ = connection.await;
     });
     Ok(sender)

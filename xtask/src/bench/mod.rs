@@ -143,16 +143,50 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
     }
 
     let outcomes = budget::evaluate(&budgets.budgets, &measures);
+    let run = RunSummary {
+        budgets: &budgets,
+        builtin: &builtin,
+        bench_failures: &bench_failures,
+        e2e: e2e_results.as_ref(),
+    };
+    publish(args, &run, &outcomes, measures, &out_dir)?;
+
+    let failed = outcomes
+        .iter()
+        .filter(|outcome| outcome.status.fails_gate())
+        .count();
+    if failed > 0 {
+        println!("{failed} budget(s) failed or could not be checked");
+    }
+    Ok(failed == 0 || args.no_gate || args.target.is_some())
+}
+
+/// Results of one run, for printing and the report.
+struct RunSummary<'a> {
+    budgets: &'a BudgetFile,
+    builtin: &'a BTreeSet<String>,
+    bench_failures: &'a [criterion::BenchFailure],
+    e2e: Option<&'a E2eResults>,
+}
+
+/// Prints the table and the missing reasons, and writes the report and the plot.
+fn publish(
+    args: &BenchArgs,
+    run: &RunSummary<'_>,
+    outcomes: &[budget::Outcome],
+    measures: BTreeMap<String, Measured>,
+    out_dir: &Path,
+) -> anyhow::Result<()> {
     // Unmeasured built-in names (such as the `target` run in a normal run) add only noise.
     let shown: BTreeMap<String, Measured> = measures
         .into_iter()
-        .filter(|(name, measured)| !(builtin.contains(name) && *measured == Measured::Skipped))
+        .filter(|(name, measured)| !(run.builtin.contains(name) && *measured == Measured::Skipped))
         .collect();
-    let rows = report::table_rows(&outcomes, &shown);
-    let missing = report::missing_groups(&outcomes, &shown);
+    let rows = report::table_rows(outcomes, &shown);
+    let missing = report::missing_groups(outcomes, &shown);
 
     println!("{}", report::render_text_table(&rows));
-    for failure in &bench_failures {
+    for failure in run.bench_failures {
         println!(
             "bench {}/{} did not run: {}",
             failure.target.package, failure.target.bench, failure.reason
@@ -163,11 +197,12 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
         println!("  rows: {}", group.rows.join(", "));
     }
 
-    let plot_file = match &e2e_results {
-        Some(results) => Some(write_plot(&out_dir, results)?),
+    let plot_file = match run.e2e {
+        Some(results) => Some(write_plot(out_dir, results)?),
         None => None,
     };
-    let descriptions: BTreeMap<String, String> = budgets
+    let descriptions: BTreeMap<String, String> = run
+        .budgets
         .measures
         .iter()
         .filter_map(|(name, spec)| Some((name.clone(), spec.about.clone()?)))
@@ -178,8 +213,8 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
         quick: args.quick,
         rows: &rows,
         missing: &missing,
-        bench_failures: &bench_failures,
-        e2e: e2e_results.as_ref(),
+        bench_failures: run.bench_failures,
+        e2e: run.e2e,
         plot_file: plot_file.as_deref(),
         descriptions: &descriptions,
     });
@@ -191,14 +226,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<bool> {
         println!("latency plot: {}", out_dir.join(plot).display());
     }
 
-    let failed = outcomes
-        .iter()
-        .filter(|outcome| outcome.status.fails_gate())
-        .count();
-    if failed > 0 {
-        println!("{failed} budget(s) failed or could not be checked");
-    }
-    Ok(failed == 0 || args.no_gate || args.target.is_some())
+    Ok(())
 }
 
 fn first_line(text: &str) -> &str {

@@ -116,7 +116,7 @@ impl ChildProcess {
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// The port is released before the child binds it, so another process could take it in
-/// between; the child then fails to start and the run reports that.
+/// between. The child then fails to start and the run reports that.
 ///
 /// # Errors
 ///

@@ -11,7 +11,7 @@ use super::stats::{REPORTED_PERCENTILES, RunStats};
 /// One row of the results table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Row {
-    /// What was measured.
+    /// Name of the budget or measure.
     pub(crate) measure: String,
     /// The value, formatted with its unit.
     pub(crate) value: String,
@@ -51,7 +51,7 @@ pub(crate) fn table_rows(outcomes: &[Outcome], measures: &BTreeMap<String, Measu
 /// One reason why rows are missing, with the rows it affects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MissingGroup {
-    /// Why the rows are missing; may span lines, such as a child's log tail.
+    /// Reason the rows are missing. It may span lines, such as a child's log tail.
     pub(crate) reason: String,
     /// Budget names and measure names that are missing for this reason.
     pub(crate) rows: Vec<String>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Percentiles reported for every load run, in percent.
 pub(crate) const REPORTED_PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
 
-/// What one load run measured.
+/// Counts and latencies of one load run.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunStats {
     /// Responses with a 2xx status, read to the end.
