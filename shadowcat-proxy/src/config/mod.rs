@@ -393,6 +393,12 @@ impl Config {
                 message: error.to_string(),
             })?;
         }
+        if let Some(auth) = &self.auth {
+            auth.validate().map_err(|error| ConfigError::Section {
+                section: "auth",
+                message: error.to_string(),
+            })?;
+        }
         if let Some(policy) = &self.policy {
             crate::policy::Policy::new(policy).map_err(|error| ConfigError::Section {
                 section: "policy",
@@ -497,6 +503,17 @@ mod tests {
         .unwrap();
         assert_eq!(config.server.shutdown_timeout, Duration::from_secs(120));
         assert_eq!(config.upstream.request_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn bundled_example_config_validates() {
+        let text = include_str!("../../../examples/shadowcat.toml");
+        let config = Config::parse(text).unwrap();
+        config.validate().unwrap();
+        assert!(config.audit.is_some());
+        assert!(config.auth.is_some());
+        assert!(config.policy.is_some());
+        assert!(config.ratelimit.is_some());
     }
 
     #[test]
