@@ -261,3 +261,69 @@ async fn try_initialize(client: &reqwest::Client, url: &str) -> Option<String> {
     assert_eq!(response.status(), 202);
     Some(session)
 }
+
+#[tokio::test]
+async fn auth_failures_are_audited_by_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, _counter, _server) = common::start_counting_upstream().await;
+    let audit = format!("[audit]\ndir = \"{}\"\n", dir.path().display());
+    let proxy = common::start_proxy(config_with(&upstream, &audit)).await;
+    let body = modern_call(json!(1), "alpha", json!({}));
+
+    let foreign_key =
+        EncodingKey::from_rsa_pem(include_bytes!("fixtures/auth/rsa_b.key.pem")).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("a".into());
+    let forged = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "eve", "exp": 4_000_000_000u64}),
+        &foreign_key,
+    )
+    .unwrap();
+    let good = token("bob");
+
+    for credential in [None, Some(forged.clone()), Some(good.clone())] {
+        let mut request = common::mcp_post(&raw_client(), &proxy.url)
+            .header("mcp-protocol-version", common::MODERN)
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "alpha");
+        if let Some(credential) = &credential {
+            request = request.header("authorization", format!("Bearer {credential}"));
+        }
+        let response = request.json(&body).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            if credential.as_ref() == Some(&good) {
+                200
+            } else {
+                401
+            }
+        );
+    }
+    proxy.shutdown().await;
+
+    let files = shadowcat_audit::log_files(dir.path(), "audit").unwrap();
+    shadowcat_audit::verify(&files, None).unwrap();
+    let text: String = files
+        .iter()
+        .map(|file| std::fs::read_to_string(file).unwrap())
+        .collect();
+    assert!(!text.contains(&forged), "a token reached the audit trail");
+    assert!(!text.contains(&good), "a token reached the audit trail");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let reasons: Vec<_> = lines
+        .iter()
+        .filter(|line| line["kind"] == "auth.failure")
+        .map(|line| line["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(reasons, ["missing_credentials", "invalid_signature"]);
+    let success = lines
+        .iter()
+        .find(|line| line["kind"] == "auth.success")
+        .unwrap();
+    assert_eq!(success["subject"], "bob");
+    assert_eq!(success["method"], "jwt");
+}
