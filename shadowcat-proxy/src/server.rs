@@ -298,8 +298,23 @@ fn build_upstream(config: &Config) -> Result<UpstreamKind, StartError> {
     )))
 }
 
-/// Starts the upstream prober and the idle-session reaper.
+/// Starts the upstream prober, the idle-session reaper and the limiter's eviction of
+/// idle keys.
 fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    if let Some(limits) = &state.limits {
+        let limiter = Arc::clone(&limits.limiter);
+        let shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(limiter.evict_interval());
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => limiter.evict_idle(),
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(PROBE_INTERVAL);
         loop {
@@ -312,9 +327,6 @@ fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                     state.eras.set(modern, legacy);
                 }
                 Err(error) => tracing::warn!(%error, "upstream probe failed"),
-            }
-            if let Some(limits) = &state.limits {
-                limits.limiter.evict_idle();
             }
             for session in state.sessions.remove_idle(SESSION_IDLE_TIMEOUT) {
                 tracing::info!(session_id = %session.id, "session ended: idle or upstream exited");
