@@ -13,23 +13,7 @@ use common::{first_message, legacy_initialize, mcp_post, modern_call, modern_pos
 const CANARY: &str = "canary-7f3a9c-secret";
 
 fn audit_lines(dir: &Path) -> Vec<Value> {
-    let files = shadowcat_audit::log_files(dir, "audit").unwrap();
-    let report = shadowcat_audit::verify(&files, None).expect("the audit chain verifies");
-    assert!(report.records > 0);
-    files
-        .iter()
-        .flat_map(|file| {
-            let text = std::fs::read_to_string(file).unwrap();
-            assert!(
-                !text.contains(CANARY),
-                "a secret reached {}",
-                file.display()
-            );
-            text.lines()
-                .map(|line| serde_json::from_str::<Value>(line).unwrap())
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    common::read_audit(dir, Some(CANARY))
 }
 
 fn count_kind(lines: &[Value], kind: &str) -> usize {

@@ -166,6 +166,13 @@ impl ServerHandler for GateServer {
 /// Starts a [`GateServer`] over Streamable HTTP and returns its URL and handle.
 pub async fn start_gate_upstream() -> (String, GateServer, CancellationToken) {
     let server = GateServer::new();
+    let (url, cancel) = serve_http(server.clone()).await;
+    (url, server, cancel)
+}
+
+/// Serves clones of `server` over Streamable HTTP, legacy sessions included, at
+/// `http://127.0.0.1:PORT/mcp`, until the returned token is cancelled.
+pub async fn serve_http<S: ServerHandler + Clone>(server: S) -> (String, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
@@ -173,9 +180,8 @@ pub async fn start_gate_upstream() -> (String, GateServer, CancellationToken) {
         .with_legacy_session_mode(true)
         .with_sse_keep_alive(None)
         .with_cancellation_token(cancel.clone());
-    let factory = server.clone();
-    let service: StreamableHttpService<GateServer, LocalSessionManager> =
-        StreamableHttpService::new(move || Ok(factory.clone()), Default::default(), config);
+    let service: StreamableHttpService<S, LocalSessionManager> =
+        StreamableHttpService::new(move || Ok(server.clone()), Default::default(), config);
     let router = axum::Router::new().nest_service("/mcp", service);
     let stop = cancel.clone();
     tokio::spawn(async move {
@@ -183,7 +189,31 @@ pub async fn start_gate_upstream() -> (String, GateServer, CancellationToken) {
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
     });
-    (format!("http://{addr}/mcp"), server, cancel)
+    (format!("http://{addr}/mcp"), cancel)
+}
+
+/// Verifies the audit chain in `dir`, checks that `secret` appears in no file, and
+/// returns every record.
+pub fn read_audit(dir: &std::path::Path, secret: Option<&str>) -> Vec<Value> {
+    let files = shadowcat_audit::log_files(dir, "audit").unwrap();
+    let report = shadowcat_audit::verify(&files, None).expect("the audit chain verifies");
+    assert!(report.records > 0);
+    let mut records = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        if let Some(secret) = secret {
+            assert!(
+                !text.contains(secret),
+                "a secret reached {}",
+                file.display()
+            );
+        }
+        records.extend(
+            text.lines()
+                .map(|line| serde_json::from_str::<Value>(line).unwrap()),
+        );
+    }
+    records
 }
 
 /// Returns the `_meta` object every modern request carries.
@@ -327,24 +357,8 @@ impl ServerHandler for CountingServer {
 /// Starts a [`CountingServer`] over Streamable HTTP.
 pub async fn start_counting_upstream() -> (String, CountingServer, CancellationToken) {
     let server = CountingServer::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cancel = CancellationToken::new();
-    let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(true)
-        .with_sse_keep_alive(None)
-        .with_cancellation_token(cancel.clone());
-    let factory = server.clone();
-    let service: StreamableHttpService<CountingServer, LocalSessionManager> =
-        StreamableHttpService::new(move || Ok(factory.clone()), Default::default(), config);
-    let router = axum::Router::new().nest_service("/mcp", service);
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-    });
-    (format!("http://{addr}/mcp"), server, cancel)
+    let (url, cancel) = serve_http(server.clone()).await;
+    (url, server, cancel)
 }
 
 /// Parses a `[ratelimit]` table written as TOML.
