@@ -45,3 +45,43 @@ async fn notification_gets_202() {
     let response = modern_post(&raw_client(), &proxy.url, &body).await;
     assert_eq!(response.status(), 202);
 }
+
+#[tokio::test]
+async fn dead_child_fails_pending_and_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    // A stdio "server" that records its start, reads one request and exits without
+    // answering it.
+    let script = format!("echo started >> {}; read request; exit 3", starts.display());
+    let mut config = shadowcat_proxy::config::Config::default();
+    config.upstream.command = Some(shadowcat_proxy::config::CommandLine::Args(vec![
+        "sh".into(),
+        "-c".into(),
+        script,
+    ]));
+    config.upstream.stdio_pool_size = 1;
+    let proxy = common::start_proxy(config).await;
+    let client = raw_client();
+    let count_starts = || {
+        std::fs::read_to_string(&starts)
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    };
+
+    let mut previous = 0;
+    for id in ["first", "second"] {
+        let response = modern_post(
+            &client,
+            &proxy.url,
+            &modern_call(json!(id), "add", json!({"a": 1, "b": 2})),
+        )
+        .await;
+        assert_eq!(response.status(), 502, "{id}");
+        let error = first_message(response).await;
+        assert_eq!(error["id"], id);
+        assert_eq!(error["error"]["code"], -32010);
+        let started = count_starts();
+        assert!(started > previous, "request {id} did not get a fresh child");
+        previous = started;
+    }
+}
