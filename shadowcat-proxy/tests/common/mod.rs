@@ -24,6 +24,7 @@ pub const MODERN: &str = "2026-07-28";
 /// A running proxy and the token that stops it.
 pub struct RunningProxy {
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
     pub url: String,
     pub stop: CancellationToken,
     pub state: Arc<shadowcat_proxy::pipeline::AppState>,
@@ -50,11 +51,13 @@ pub async fn start_proxy(mut config: Config) -> RunningProxy {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     let proxy = Proxy::bind(&config).await.expect("proxy binds");
     let addr = proxy.local_addr();
+    let admin = proxy.admin_addr();
     let state = Arc::clone(proxy.state());
     let stop = CancellationToken::new();
     let task = tokio::spawn(proxy.run(stop.clone()));
     RunningProxy {
         addr,
+        admin,
         url: format!("http://{addr}/mcp"),
         stop,
         state,
