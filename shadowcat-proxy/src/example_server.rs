@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
@@ -126,7 +127,7 @@ pub async fn serve_http_on(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let router = axum::Router::new().nest_service("/mcp", http_service(cancel.clone()));
-    axum::serve(listener, router)
+    axum::serve(listener.tap_io(crate::server::set_nodelay), router)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await?;
     Ok(())

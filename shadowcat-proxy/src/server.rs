@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::serve::ListenerExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body_util::BodyExt;
 use shadowcat_core::ClientAddrResolver;
@@ -210,7 +211,7 @@ impl Proxy {
             let admin_stop = stop.clone();
             tracing::info!(addr = %admin.local_addr().expect("bound"), "admin listener started");
             tokio::spawn(async move {
-                let _ = axum::serve(admin, router)
+                let _ = axum::serve(admin.tap_io(set_nodelay), router)
                     .with_graceful_shutdown(admin_stop.cancelled_owned())
                     .await;
             });
@@ -219,7 +220,10 @@ impl Proxy {
         let router = crate::pipeline::router(Arc::clone(&state), &self.path);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let stop_for_serve = stop.clone();
-        let serve = axum::serve(self.listener, service)
+        // Without TCP_NODELAY a streamed response on a reused connection waits about
+        // 40 ms for the client's delayed ACK.
+        let listener = self.listener.tap_io(set_nodelay);
+        let serve = axum::serve(listener, service)
             .with_graceful_shutdown(async move { stop_for_serve.cancelled_owned().await });
         let serve = tokio::spawn(async move { serve.await });
 
@@ -248,6 +252,14 @@ impl Proxy {
             }
         }
         tracing::info!("shadowcat stopped");
+    }
+}
+
+/// Turns off Nagle's algorithm on an accepted connection, so small response chunks such
+/// as SSE events leave at once.
+pub fn set_nodelay(stream: &mut tokio::net::TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY on an accepted connection");
     }
 }
 
