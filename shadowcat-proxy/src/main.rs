@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use shadowcat_proxy::cli::{AuditCommand, Cli, Command, ConfigCommand};
@@ -139,6 +140,7 @@ fn init_logging(log: &LogConfig) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
