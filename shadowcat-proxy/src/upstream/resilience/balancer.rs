@@ -545,3 +545,272 @@ impl<C: Clock + Clone> fmt::Debug for ReplicaGuard<C> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::resilience::ManualClock;
+
+    fn weights(weights: &[u32]) -> Vec<ReplicaSpec> {
+        weights
+            .iter()
+            .map(|&weight| ReplicaSpec::new(NonZeroU32::new(weight).unwrap()))
+            .collect()
+    }
+
+    fn breaker_config() -> BreakerConfig {
+        BreakerConfig {
+            jitter: 0.0,
+            open_base: Duration::from_secs(5),
+            ..BreakerConfig::default()
+        }
+    }
+
+    fn balancer(
+        policy: BalancePolicy,
+        specs: Vec<ReplicaSpec>,
+    ) -> (Balancer<ManualClock>, ManualClock) {
+        let clock = ManualClock::new();
+        let config = BalancerConfig {
+            policy,
+            eject_after_failures: NonZeroU32::new(100).unwrap(),
+            ..BalancerConfig::default()
+        };
+        let balancer =
+            Balancer::with_clock(config, breaker_config(), specs, clock.clone(), 42, None);
+        (balancer, clock)
+    }
+
+    /// Picks `iterations` times, finishing each request at once, and counts per replica.
+    fn count_picks(balancer: &Balancer<ManualClock>, iterations: usize) -> Vec<usize> {
+        let mut counts = vec![0; balancer.len()];
+        for _ in 0..iterations {
+            let guard = balancer.pick(None).unwrap();
+            counts[guard.index()] += 1;
+            guard.success();
+        }
+        counts
+    }
+
+    /// Opens the breaker of replica `index` with failures sent to it alone.
+    fn open_replica(balancer: &Balancer<ManualClock>, index: usize) {
+        while balancer.breaker(index).state() != BreakerState::Open {
+            let guard = balancer.pick(None).unwrap();
+            if guard.index() == index {
+                guard.failure();
+            } else {
+                guard.success();
+            }
+        }
+    }
+
+    use crate::upstream::resilience::BreakerState;
+
+    #[test]
+    fn round_robin_follows_weights() {
+        let (balancer, _clock) = balancer(BalancePolicy::RoundRobin, weights(&[1, 2, 3]));
+        assert_eq!(count_picks(&balancer, 600), [100, 200, 300]);
+    }
+
+    #[test]
+    fn round_robin_interleaves() {
+        let (balancer, _clock) = balancer(BalancePolicy::RoundRobin, weights(&[1, 1, 1]));
+        let order: Vec<_> = (0..6)
+            .map(|_| balancer.pick(None).unwrap().index())
+            .collect();
+        assert_eq!(order, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn p2c_spreads_equal_replicas() {
+        let (balancer, _clock) = balancer(BalancePolicy::P2c, weights(&[1, 1, 1]));
+        let counts = count_picks(&balancer, 3000);
+        for count in counts {
+            assert!((800..1200).contains(&count), "{count} of 3000");
+        }
+    }
+
+    #[test]
+    fn p2c_prefers_faster_replica() {
+        let (balancer, _clock) = balancer(BalancePolicy::P2c, weights(&[1, 1, 1]));
+        // Teach the balancer latencies: replica 2 is ten times faster.
+        for _ in 0..30 {
+            let guard = balancer.pick(None).unwrap();
+            let latency = if guard.index() == 2 { 10 } else { 100 };
+            guard.observe(Duration::from_millis(latency));
+            guard.success();
+        }
+        assert!(balancer.latency_ewma(2).unwrap() < Duration::from_millis(20));
+
+        let counts = count_picks(&balancer, 3000);
+        // Replica 2 wins whenever it is sampled, which is two pairs out of three.
+        assert!(counts[2] > 1800, "{counts:?}");
+        assert!(counts[0] < 700, "{counts:?}");
+        assert!(counts[1] < 700, "{counts:?}");
+    }
+
+    #[test]
+    fn p2c_weighs_in_flight() {
+        let (balancer, _clock) = balancer(BalancePolicy::P2c, weights(&[1, 1]));
+        for index in 0..2 {
+            let guard = balancer.pick(Some(1 - index)).unwrap();
+            guard.observe(Duration::from_millis(10));
+            guard.success();
+        }
+        let held = balancer.pick(None).unwrap();
+        let busy = held.index();
+        for _ in 0..50 {
+            let guard = balancer.pick(None).unwrap();
+            assert_ne!(guard.index(), busy);
+        }
+        assert_eq!(balancer.in_flight(busy), 1);
+    }
+
+    #[test]
+    fn least_requests_fills_evenly() {
+        let (balancer, _clock) = balancer(BalancePolicy::LeastRequests, weights(&[1, 1, 2]));
+        let held: Vec<_> = (0..8).map(|_| balancer.pick(None).unwrap()).collect();
+        assert_eq!(balancer.in_flight(0), 2);
+        assert_eq!(balancer.in_flight(1), 2);
+        assert_eq!(balancer.in_flight(2), 4);
+        drop(held);
+        assert_eq!(balancer.in_flight(2), 0);
+    }
+
+    #[test]
+    fn skips_open_replicas() {
+        for policy in [
+            BalancePolicy::P2c,
+            BalancePolicy::RoundRobin,
+            BalancePolicy::LeastRequests,
+        ] {
+            let (balancer, _clock) = balancer(policy, weights(&[1, 1, 1]));
+            open_replica(&balancer, 1);
+            let counts = count_picks(&balancer, 300);
+            assert_eq!(counts[1], 0, "{policy:?}: {counts:?}");
+            assert!(counts[0] > 0, "{policy:?}: {counts:?}");
+            assert!(counts[2] > 0, "{policy:?}: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn honors_exclude() {
+        let (balancer, _clock) = balancer(BalancePolicy::P2c, weights(&[1, 1]));
+        for _ in 0..100 {
+            assert_eq!(balancer.pick(Some(0)).unwrap().index(), 1);
+        }
+
+        let (single, _clock) = balancer_single();
+        let none = single.pick(Some(0)).unwrap_err();
+        assert_eq!(none.retry_after, None);
+    }
+
+    fn balancer_single() -> (Balancer<ManualClock>, ManualClock) {
+        balancer(BalancePolicy::RoundRobin, weights(&[1]))
+    }
+
+    #[test]
+    fn all_open_returns_shortest_wait() {
+        let (balancer, clock) = balancer(BalancePolicy::P2c, weights(&[1, 1]));
+        open_replica(&balancer, 0);
+        clock.advance(Duration::from_secs(2));
+        open_replica(&balancer, 1);
+
+        let none = balancer.pick(None).unwrap_err();
+        assert_eq!(none.retry_after, Some(Duration::from_secs(3)));
+
+        // After the shorter wait, replica 0 takes a probe.
+        clock.advance(Duration::from_secs(3));
+        let probe = balancer.pick(None).unwrap();
+        assert_eq!(probe.index(), 0);
+        assert!(probe.is_probe());
+    }
+
+    #[test]
+    fn skips_unhealthy_replicas() {
+        let (balancer, _clock) = balancer(BalancePolicy::RoundRobin, weights(&[1, 1]));
+        balancer.set_healthy(0, false);
+        assert_eq!(count_picks(&balancer, 10), [0, 10]);
+        balancer.set_healthy(1, false);
+        assert_eq!(balancer.pick(None).unwrap_err().retry_after, None);
+        balancer.set_healthy(0, true);
+        assert_eq!(count_picks(&balancer, 10), [10, 0]);
+    }
+
+    #[test]
+    fn ejects_after_consecutive_failures() {
+        let clock = ManualClock::new();
+        let config = BalancerConfig {
+            policy: BalancePolicy::RoundRobin,
+            eject_after_failures: NonZeroU32::new(5).unwrap(),
+            eject_for: Duration::from_secs(30),
+            ..BalancerConfig::default()
+        };
+        let breaker = BreakerConfig {
+            failure_threshold: NonZeroU32::new(50).unwrap(),
+            min_requests: NonZeroU32::new(50).unwrap(),
+            ..breaker_config()
+        };
+        let balancer =
+            Balancer::with_clock(config, breaker, weights(&[1, 1]), clock.clone(), 1, None);
+
+        // A success in between resets the streak.
+        for _ in 0..4 {
+            balancer.pick(Some(1)).unwrap().failure();
+        }
+        balancer.pick(Some(1)).unwrap().success();
+        for _ in 0..4 {
+            balancer.pick(Some(1)).unwrap().failure();
+        }
+        assert!(!balancer.is_ejected(0));
+
+        balancer.pick(Some(1)).unwrap().failure();
+        assert!(balancer.is_ejected(0));
+        assert_eq!(balancer.breaker(0).state(), BreakerState::Closed);
+        assert_eq!(count_picks_any(&balancer, 10), [0, 10]);
+        let none = balancer.pick(Some(1)).unwrap_err();
+        assert_eq!(none.retry_after, Some(Duration::from_secs(30)));
+
+        clock.advance(Duration::from_secs(30));
+        assert!(!balancer.is_ejected(0));
+        assert_eq!(balancer.pick(Some(1)).unwrap().index(), 0);
+    }
+
+    fn count_picks_any(balancer: &Balancer<ManualClock>, iterations: usize) -> Vec<usize> {
+        let mut counts = vec![0; balancer.len()];
+        for _ in 0..iterations {
+            counts[balancer.pick(None).unwrap().index()] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn listener_names_the_replica() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let listener: ReplicaTransitionListener =
+            Arc::new(move |index, transition: Transition| sink.lock().push((index, transition.to)));
+        let clock = ManualClock::new();
+        let balancer = Balancer::with_clock(
+            BalancerConfig::default(),
+            breaker_config(),
+            weights(&[1, 1]),
+            clock,
+            3,
+            Some(listener),
+        );
+        for _ in 0..5 {
+            balancer.pick(Some(0)).unwrap().failure();
+        }
+        assert_eq!(*seen.lock(), [(1, BreakerState::Open)]);
+    }
+
+    #[test]
+    fn cancelled_guard_releases_in_flight() {
+        let (balancer, _clock) = balancer(BalancePolicy::P2c, weights(&[1]));
+        let guard = balancer.pick(None).unwrap();
+        assert_eq!(balancer.in_flight(0), 1);
+        drop(guard);
+        assert_eq!(balancer.in_flight(0), 0);
+    }
+}

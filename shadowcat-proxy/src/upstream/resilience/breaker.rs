@@ -334,11 +334,11 @@ impl<C: Clock> CircuitBreaker<C> {
     /// random fraction of at most `jitter`, so the result lies in
     /// `[(1 - jitter) * capped, capped]`.
     fn open_duration(&self, trips: u32, rng: &mut SmallRng) -> Duration {
-        let doublings = trips.saturating_sub(1).min(32);
+        let doublings = trips.saturating_sub(1).min(31);
         let scaled = self
             .config
             .open_base
-            .checked_mul(1 << doublings)
+            .checked_mul(1_u32 << doublings)
             .unwrap_or(self.config.open_max);
         let capped = scaled.min(self.config.open_max);
 
@@ -431,5 +431,284 @@ impl<C: Clock> fmt::Debug for BreakerPermit<'_, C> {
         f.debug_struct("BreakerPermit")
             .field("probe", &self.ticket.probe)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::upstream::resilience::ManualClock;
+
+    fn config(threshold: u32, min_requests: u32, probes: u32) -> BreakerConfig {
+        BreakerConfig {
+            failure_threshold: NonZeroU32::new(threshold).unwrap(),
+            min_requests: NonZeroU32::new(min_requests).unwrap(),
+            window: Duration::from_secs(10),
+            open_base: Duration::from_secs(1),
+            open_max: Duration::from_secs(60),
+            jitter: 0.0,
+            half_open_probes: NonZeroU32::new(probes).unwrap(),
+        }
+    }
+
+    use std::num::NonZeroU32;
+
+    fn breaker(config: BreakerConfig) -> (CircuitBreaker<ManualClock>, ManualClock) {
+        let clock = ManualClock::new();
+        (
+            CircuitBreaker::with_clock(config, clock.clone(), None, 7),
+            clock,
+        )
+    }
+
+    fn fail(breaker: &CircuitBreaker<ManualClock>) -> Option<Transition> {
+        breaker.try_acquire().unwrap().failure()
+    }
+
+    /// Opens the breaker and returns the open period of that trip.
+    fn trip(breaker: &CircuitBreaker<ManualClock>) -> Duration {
+        loop {
+            if let Some(transition) = fail(breaker) {
+                return transition.open_for.unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn classifier_counts_only_transport_errors_and_5xx() {
+        let cases = [
+            (UpstreamOutcome::ConnectError, true),
+            (UpstreamOutcome::Reset, true),
+            (UpstreamOutcome::Timeout, true),
+            (UpstreamOutcome::Status(500), true),
+            (UpstreamOutcome::Status(503), true),
+            (UpstreamOutcome::Status(599), true),
+            (UpstreamOutcome::Status(200), false),
+            (UpstreamOutcome::Status(400), false),
+            (UpstreamOutcome::Status(404), false),
+            (UpstreamOutcome::Status(429), false),
+            (UpstreamOutcome::Status(499), false),
+            (UpstreamOutcome::JsonRpcError, false),
+        ];
+        for (outcome, expected) in cases {
+            assert_eq!(is_failure(&outcome), expected, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn opens_at_failure_threshold() {
+        let (breaker, _clock) = breaker(config(5, 5, 1));
+        for _ in 0..4 {
+            assert_eq!(fail(&breaker), None);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+
+        let transition = fail(&breaker).expect("the fifth failure trips the breaker");
+        assert_eq!(transition.from, BreakerState::Closed);
+        assert_eq!(transition.to, BreakerState::Open);
+        assert_eq!(transition.open_for, Some(Duration::from_secs(1)));
+        assert_eq!(breaker.state(), BreakerState::Open);
+
+        let rejected = breaker.try_acquire().unwrap_err();
+        assert_eq!(rejected.retry_after, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn stays_closed_below_min_requests() {
+        let (breaker, _clock) = breaker(config(3, 10, 1));
+        for _ in 0..9 {
+            assert_eq!(fail(&breaker), None);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert!(fail(&breaker).is_some());
+    }
+
+    #[test]
+    fn failures_leave_the_window() {
+        let (breaker, clock) = breaker(config(5, 5, 1));
+        for _ in 0..4 {
+            fail(&breaker);
+        }
+        clock.advance(Duration::from_secs(11));
+        for _ in 0..4 {
+            assert_eq!(fail(&breaker), None);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn client_errors_never_open() {
+        let (breaker, _clock) = breaker(config(5, 5, 1));
+        for status in [404, 429] {
+            for _ in 0..20 {
+                let permit = breaker.try_acquire().unwrap();
+                assert_eq!(permit.record(&UpstreamOutcome::Status(status)), None);
+            }
+        }
+        for _ in 0..20 {
+            let permit = breaker.try_acquire().unwrap();
+            assert_eq!(permit.record(&UpstreamOutcome::JsonRpcError), None);
+        }
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn half_open_admits_exactly_the_probes() {
+        let (breaker, clock) = breaker(config(1, 1, 2));
+        trip(&breaker);
+        clock.advance(Duration::from_secs(1));
+
+        let outcomes: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..100)
+                .map(|_| scope.spawn(|| breaker.try_acquire()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let admitted: Vec<_> = outcomes.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(admitted.len(), 2);
+        assert!(admitted.iter().all(BreakerPermit::is_probe));
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+
+        let rejected = breaker.try_acquire().unwrap_err();
+        assert_eq!(rejected.retry_after, Duration::from_secs(1));
+
+        let mut admitted = admitted.into_iter();
+        assert_eq!(admitted.next().unwrap().success(), None);
+        let closed = admitted
+            .next()
+            .unwrap()
+            .success()
+            .expect("both probes passed");
+        assert_eq!(closed.from, BreakerState::HalfOpen);
+        assert_eq!(closed.to, BreakerState::Closed);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn successful_probe_closes() {
+        let (breaker, clock) = breaker(config(1, 1, 1));
+        trip(&breaker);
+        clock.advance(Duration::from_millis(999));
+        assert!(breaker.try_acquire().is_err());
+
+        clock.advance(Duration::from_millis(1));
+        let probe = breaker.try_acquire().unwrap();
+        assert!(probe.is_probe());
+        assert!(breaker.try_acquire().is_err());
+
+        let transition = probe.success().unwrap();
+        assert_eq!(transition.to, BreakerState::Closed);
+        assert!(!breaker.try_acquire().unwrap().is_probe());
+    }
+
+    #[test]
+    fn failed_probe_backs_off_further() {
+        let (breaker, clock) = breaker(config(1, 1, 1));
+        assert_eq!(trip(&breaker), Duration::from_secs(1));
+
+        for expected in [2, 4, 8] {
+            clock.advance(breaker.check().unwrap_err().retry_after);
+            let transition = breaker.try_acquire().unwrap().failure().unwrap();
+            assert_eq!(transition.from, BreakerState::HalfOpen);
+            assert_eq!(transition.to, BreakerState::Open);
+            assert_eq!(transition.open_for, Some(Duration::from_secs(expected)));
+        }
+
+        // Closing resets the backoff to `open_base`.
+        clock.advance(Duration::from_secs(8));
+        breaker.try_acquire().unwrap().success().unwrap();
+        assert_eq!(trip(&breaker), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn backoff_stops_at_open_max() {
+        let mut config = config(1, 1, 1);
+        config.open_max = Duration::from_secs(5);
+        let (breaker, clock) = breaker(config);
+        trip(&breaker);
+        let mut last = Duration::ZERO;
+        for _ in 0..40 {
+            clock.advance(breaker.check().unwrap_err().retry_after);
+            last = breaker
+                .try_acquire()
+                .unwrap()
+                .failure()
+                .unwrap()
+                .open_for
+                .unwrap();
+        }
+        assert_eq!(last, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        let mut config = config(1, 1, 1);
+        config.open_base = Duration::from_secs(10);
+        config.jitter = 0.5;
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let clock = ManualClock::new();
+            let breaker = CircuitBreaker::with_clock(config.clone(), clock, None, seed);
+            let open_for = breaker
+                .try_acquire()
+                .unwrap()
+                .failure()
+                .unwrap()
+                .open_for
+                .unwrap();
+            assert!(open_for >= Duration::from_secs(5), "{open_for:?}");
+            assert!(open_for <= Duration::from_secs(10), "{open_for:?}");
+            seen.insert(open_for);
+        }
+        assert!(seen.len() > 100, "only {} distinct periods", seen.len());
+    }
+
+    #[test]
+    fn cancelled_probe_frees_its_slot() {
+        let (breaker, clock) = breaker(config(1, 1, 1));
+        trip(&breaker);
+        clock.advance(Duration::from_secs(1));
+
+        drop(breaker.try_acquire().unwrap());
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        let probe = breaker.try_acquire().expect("the slot was freed");
+        assert!(probe.is_probe());
+    }
+
+    #[test]
+    fn stale_permit_is_ignored() {
+        let (breaker, clock) = breaker(config(1, 1, 1));
+        let stale = breaker.try_acquire().unwrap();
+        trip(&breaker);
+        clock.advance(Duration::from_secs(1));
+        let probe = breaker.try_acquire().unwrap();
+
+        assert_eq!(stale.failure(), None);
+        assert_eq!(breaker.state(), BreakerState::HalfOpen);
+        assert_eq!(probe.success().unwrap().to, BreakerState::Closed);
+    }
+
+    #[test]
+    fn listener_sees_every_transition() {
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let listener: TransitionListener = Box::new(move |t: Transition| sink.lock().push(t.to));
+        let clock = ManualClock::new();
+        let breaker = CircuitBreaker::with_clock(config(1, 1, 1), clock.clone(), Some(listener), 1);
+
+        trip(&breaker);
+        clock.advance(Duration::from_secs(1));
+        breaker.try_acquire().unwrap().success();
+
+        assert_eq!(
+            *seen.lock(),
+            [
+                BreakerState::Open,
+                BreakerState::HalfOpen,
+                BreakerState::Closed
+            ]
+        );
     }
 }

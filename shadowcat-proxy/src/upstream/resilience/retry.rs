@@ -94,3 +94,81 @@ impl<C: Clock> fmt::Debug for RetryBudget<C> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::upstream::resilience::ManualClock;
+
+    fn budget(ratio: f64, min_per_second: u32) -> (RetryBudget<ManualClock>, ManualClock) {
+        let clock = ManualClock::new();
+        let config = RetryConfig {
+            budget_ratio: ratio,
+            min_per_second,
+            window: Duration::from_secs(10),
+        };
+        (RetryBudget::with_clock(config, clock.clone()), clock)
+    }
+
+    fn retries_granted(budget: &RetryBudget<ManualClock>, attempts: usize) -> usize {
+        (0..attempts).filter(|_| budget.try_retry()).count()
+    }
+
+    #[test]
+    fn ratio_caps_retries() {
+        let (budget, _clock) = budget(0.2, 0);
+        for _ in 0..100 {
+            budget.record_request();
+        }
+        assert_eq!(retries_granted(&budget, 1000), 20);
+    }
+
+    #[test]
+    fn floor_allows_retries_without_traffic() {
+        let (budget, _clock) = budget(0.2, 1);
+        assert_eq!(retries_granted(&budget, 100), 10);
+    }
+
+    #[test]
+    fn budget_refills_after_window() {
+        let (budget, clock) = budget(0.5, 0);
+        for _ in 0..10 {
+            budget.record_request();
+        }
+        assert_eq!(retries_granted(&budget, 100), 5);
+
+        clock.advance(Duration::from_secs(11));
+        assert!(!budget.try_retry(), "old requests left the window");
+        for _ in 0..4 {
+            budget.record_request();
+        }
+        assert_eq!(retries_granted(&budget, 100), 2);
+    }
+
+    #[test]
+    fn retry_safety_by_method() {
+        let idempotent = [
+            "tools/list",
+            "prompts/list",
+            "prompts/get",
+            "resources/list",
+            "resources/templates/list",
+            "resources/read",
+            "ping",
+            "server/discover",
+        ];
+        for method in idempotent {
+            assert!(is_retry_safe(method, true), "{method}");
+            assert!(is_retry_safe(method, false), "{method}");
+        }
+        for method in ["tools/call", "completion/complete", "logging/setLevel"] {
+            assert!(!is_retry_safe(method, true), "{method}");
+            assert!(
+                is_retry_safe(method, false),
+                "{method} before any byte was sent"
+            );
+        }
+    }
+}
