@@ -22,13 +22,13 @@ use super::{Clock, SystemClock};
 /// Balancer settings shared by all replicas of a group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BalancerConfig {
-    /// How a replica is chosen.
+    /// The policy that chooses a replica.
     pub policy: BalancePolicy,
-    /// Consecutive failed requests that eject a replica; 5 by default.
+    /// Consecutive failed requests that eject a replica. Defaults to 5.
     pub eject_after_failures: NonZeroU32,
-    /// How long an ejected replica gets no traffic; 30s by default.
+    /// The time an ejected replica gets no traffic. Defaults to 30s.
     pub eject_for: Duration,
-    /// The weight of the newest latency sample in the EWMA, in `(0, 1]`; 0.3 by default.
+    /// The weight of the newest latency sample in the EWMA, in `(0, 1]`. Defaults to 0.3.
     pub ewma_alpha: f64,
 }
 
@@ -436,7 +436,7 @@ impl<C: Clock> Replica<C> {
         f64::from_bits(self.ewma_bits.load(Ordering::Relaxed))
     }
 
-    /// The power-of-two-choices cost: latency EWMA times (in-flight + 1), per unit of
+    /// Computes the power-of-two-choices cost: latency EWMA times (in-flight + 1), per unit of
     /// weight. A replica with no observations costs 0, so it is tried soon.
     fn cost(&self) -> f64 {
         let in_flight = f64::from(self.in_flight.load(Ordering::Relaxed));
@@ -549,6 +549,7 @@ impl<C: Clock + Clone> fmt::Debug for ReplicaGuard<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::resilience::BreakerState;
     use crate::upstream::resilience::ManualClock;
 
     fn weights(weights: &[u32]) -> Vec<ReplicaSpec> {
@@ -603,8 +604,6 @@ mod tests {
             }
         }
     }
-
-    use crate::upstream::resilience::BreakerState;
 
     #[test]
     fn round_robin_follows_weights() {

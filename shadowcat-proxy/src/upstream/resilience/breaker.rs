@@ -67,7 +67,7 @@ pub struct BreakerOpen {
     pub retry_after: Duration,
 }
 
-/// What happened to one request sent upstream, as far as the breaker cares.
+/// The result of one request sent upstream, as the breaker classifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamOutcome {
     /// The connection could not be established.
@@ -86,7 +86,7 @@ pub enum UpstreamOutcome {
 ///
 /// Connect errors, resets, timeouts and HTTP 5xx are failures. Every 4xx, including 429,
 /// is the client's problem or deliberate back-pressure, and a JSON-RPC error inside a 200
-/// is an application answer, so none of them count.
+/// is an application-level result, so none of them count.
 pub fn is_failure(outcome: &UpstreamOutcome) -> bool {
     match outcome {
         UpstreamOutcome::ConnectError | UpstreamOutcome::Reset | UpstreamOutcome::Timeout => true,
@@ -440,6 +440,7 @@ mod tests {
 
     use super::*;
     use crate::upstream::resilience::ManualClock;
+    use std::num::NonZeroU32;
 
     fn config(threshold: u32, min_requests: u32, probes: u32) -> BreakerConfig {
         BreakerConfig {
@@ -452,8 +453,6 @@ mod tests {
             half_open_probes: NonZeroU32::new(probes).unwrap(),
         }
     }
-
-    use std::num::NonZeroU32;
 
     fn breaker(config: BreakerConfig) -> (CircuitBreaker<ManualClock>, ManualClock) {
         let clock = ManualClock::new();

@@ -30,7 +30,7 @@ use serde::{Deserialize, Deserializer};
 pub struct UpstreamConfig {
     /// The group's name, used in logs, metrics and audit records.
     pub name: String,
-    /// How a replica is chosen for each request.
+    /// The policy that chooses a replica for each request.
     #[serde(default)]
     pub policy: BalancePolicy,
     /// The replicas.
@@ -66,13 +66,13 @@ pub enum BalancePolicy {
 pub struct MemberConfig {
     /// The replica's Streamable HTTP endpoint.
     pub url: String,
-    /// The replica's share of traffic relative to the others; 1 by default.
+    /// The replica's share of traffic relative to the others. Defaults to 1.
     #[serde(default = "one")]
     pub weight: NonZeroU32,
-    /// The limit on establishing a connection; 2s by default.
+    /// The limit on establishing a connection. Defaults to 2s.
     #[serde(default = "default_connect_timeout", deserialize_with = "duration")]
     pub connect_timeout: Duration,
-    /// The limit on a whole request, excluding streamed responses; 30s by default.
+    /// The limit on a whole request, excluding streamed responses. Defaults to 30s.
     #[serde(default = "default_request_timeout", deserialize_with = "duration")]
     pub request_timeout: Duration,
 }
@@ -84,24 +84,24 @@ pub struct MemberConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
-    /// Failures within `window` that open the breaker; 5 by default.
+    /// Failures within `window` that open the breaker. Defaults to 5.
     pub failure_threshold: NonZeroU32,
-    /// Outcomes within `window` needed before the breaker may open; 5 by default.
+    /// Outcomes within `window` needed before the breaker may open. Defaults to 5.
     pub min_requests: NonZeroU32,
-    /// The rolling window over which outcomes are counted; 10s by default.
+    /// The rolling window over which outcomes are counted. Defaults to 10s.
     #[serde(deserialize_with = "duration")]
     pub window: Duration,
     /// The open period after the first trip, doubled on every trip until the breaker
-    /// closes again; 5s by default.
+    /// closes again. Defaults to 5s.
     #[serde(deserialize_with = "duration")]
     pub open_base: Duration,
-    /// The longest open period; 60s by default.
+    /// The maximum open period. Defaults to 60s.
     #[serde(deserialize_with = "duration")]
     pub open_max: Duration,
-    /// The largest fraction, in `[0, 1)`, cut at random from an open period so replicas
-    /// do not reopen in step; 0.2 by default.
+    /// The maximum fraction, in `[0, 1)`, cut at random from an open period so replicas
+    /// do not reopen in step. Defaults to 0.2.
     pub jitter: f64,
-    /// Probe requests admitted while half-open; all must succeed to close; 1 by default.
+    /// Probe requests admitted while half-open; all must succeed to close. Defaults to 1.
     pub half_open_probes: NonZeroU32,
 }
 
@@ -123,19 +123,19 @@ impl Default for BreakerConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthConfig {
-    /// Time between active checks; 10s by default.
+    /// Time between active checks. Defaults to 10s.
     #[serde(deserialize_with = "duration")]
     pub interval: Duration,
-    /// The limit on one active check; 2s by default.
+    /// The limit on one active check. Defaults to 2s.
     #[serde(deserialize_with = "duration")]
     pub timeout: Duration,
-    /// Consecutive passing checks that mark a replica healthy; 2 by default.
+    /// Consecutive passing checks that mark a replica healthy. Defaults to 2.
     pub healthy_threshold: NonZeroU32,
-    /// Consecutive failing checks that mark a replica unhealthy; 3 by default.
+    /// Consecutive failing checks that mark a replica unhealthy. Defaults to 3.
     pub unhealthy_threshold: NonZeroU32,
-    /// Consecutive failed requests that eject a replica; 5 by default.
+    /// Consecutive failed requests that eject a replica. Defaults to 5.
     pub eject_after_failures: NonZeroU32,
-    /// How long an ejected replica gets no traffic; 30s by default.
+    /// The time an ejected replica gets no traffic. Defaults to 30s.
     #[serde(deserialize_with = "duration")]
     pub eject_for: Duration,
 }
@@ -160,11 +160,11 @@ impl Default for HealthConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
-    /// Retries allowed per request, in `[0, 1]`; 0.2 by default.
+    /// Retries allowed per request, in `[0, 1]`. Defaults to 0.2.
     pub budget_ratio: f64,
-    /// Retries allowed per second regardless of traffic; 1 by default.
+    /// Retries allowed per second regardless of traffic. Defaults to 1.
     pub min_per_second: u32,
-    /// The rolling window over which requests and retries are counted; 10s by default.
+    /// The rolling window over which requests and retries are counted. Defaults to 10s.
     #[serde(deserialize_with = "duration")]
     pub window: Duration,
 }
@@ -187,7 +187,7 @@ pub struct ConfigError {
     pub field: String,
     /// The rejected value as written.
     pub value: String,
-    /// What the value must be instead.
+    /// The constraint the value breaks.
     pub reason: &'static str,
 }
 
@@ -342,4 +342,190 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
             "invalid duration {text:?}: {error}; write e.g. \"500ms\", \"30s\", \"1m\""
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct File {
+        upstreams: Vec<UpstreamConfig>,
+    }
+
+    fn parse(text: &str) -> Result<UpstreamConfig, toml::de::Error> {
+        let mut file: File = toml::from_str(text)?;
+        Ok(file.upstreams.remove(0))
+    }
+
+    const FULL: &str = r#"
+        [[upstreams]]
+        name = "search"
+        policy = "least_requests"
+        members = [
+            { url = "http://127.0.0.1:9001/mcp", weight = 3, connect_timeout = "500ms" },
+            { url = "http://127.0.0.1:9002/mcp", request_timeout = "1m" },
+        ]
+
+        [upstreams.breaker]
+        failure_threshold = 3
+        min_requests = 10
+        window = "30s"
+        open_base = "2s"
+        open_max = "2m"
+        jitter = 0.1
+        half_open_probes = 2
+
+        [upstreams.health]
+        interval = "5s"
+        timeout = "1s"
+        healthy_threshold = 1
+        unhealthy_threshold = 2
+
+        [upstreams.retry]
+        budget_ratio = 0.1
+        min_per_second = 5
+    "#;
+
+    #[test]
+    fn parses_full_table() {
+        let upstream = parse(FULL).unwrap();
+        upstream.validate().unwrap();
+
+        assert_eq!(upstream.name, "search");
+        assert_eq!(upstream.policy, BalancePolicy::LeastRequests);
+        assert_eq!(upstream.members[0].weight.get(), 3);
+        assert_eq!(
+            upstream.members[0].connect_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(upstream.members[0].request_timeout, Duration::from_secs(30));
+        assert_eq!(upstream.members[1].weight.get(), 1);
+        assert_eq!(upstream.members[1].request_timeout, Duration::from_secs(60));
+        assert_eq!(upstream.breaker.failure_threshold.get(), 3);
+        assert_eq!(upstream.breaker.min_requests.get(), 10);
+        assert_eq!(upstream.breaker.window, Duration::from_secs(30));
+        assert_eq!(upstream.breaker.open_max, Duration::from_secs(120));
+        assert_eq!(upstream.breaker.half_open_probes.get(), 2);
+        assert_eq!(upstream.health.interval, Duration::from_secs(5));
+        assert_eq!(upstream.health.eject_for, Duration::from_secs(30));
+        assert_eq!(upstream.retry.min_per_second, 5);
+        assert_eq!(upstream.retry.window, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn defaults_fill_missing_tables() {
+        let upstream = parse(
+            r#"
+            [[upstreams]]
+            name = "one"
+            members = [{ url = "http://127.0.0.1:9001/mcp" }]
+            "#,
+        )
+        .unwrap();
+        upstream.validate().unwrap();
+        assert_eq!(upstream.policy, BalancePolicy::P2c);
+        assert_eq!(upstream.breaker, BreakerConfig::default());
+        assert_eq!(upstream.health, HealthConfig::default());
+        assert_eq!(upstream.retry, RetryConfig::default());
+    }
+
+    #[test]
+    fn rejects_unknown_fields() {
+        let error = parse(&FULL.replace("jitter = 0.1", "jiter = 0.1")).unwrap_err();
+        assert!(error.to_string().contains("jiter"), "{error}");
+
+        let error =
+            parse(&FULL.replace("policy = \"least_requests\"", "policy = \"random\"")).unwrap_err();
+        assert!(error.to_string().contains("random"), "{error}");
+    }
+
+    #[test]
+    fn rejects_durations_without_unit() {
+        let error = parse(&FULL.replace("window = \"30s\"", "window = \"30\"")).unwrap_err();
+        assert!(
+            error.to_string().contains("invalid duration \"30\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn rejects_zero_counts() {
+        let error =
+            parse(&FULL.replace("half_open_probes = 2", "half_open_probes = 0")).unwrap_err();
+        assert!(error.to_string().contains("half_open_probes"), "{error}");
+    }
+
+    #[test]
+    fn validation_names_field_and_value() {
+        let cases = [
+            (
+                "jitter = 0.1",
+                "jitter = 1.5",
+                "upstreams.search.breaker.jitter",
+                "1.5",
+            ),
+            (
+                "open_max = \"2m\"",
+                "open_max = \"1s\"",
+                "upstreams.search.breaker.open_max",
+                "1s",
+            ),
+            (
+                "min_requests = 10",
+                "min_requests = 2",
+                "upstreams.search.breaker.min_requests",
+                "2",
+            ),
+            (
+                "window = \"30s\"",
+                "window = \"0s\"",
+                "upstreams.search.breaker.window",
+                "0s",
+            ),
+            (
+                "timeout = \"1s\"",
+                "timeout = \"6s\"",
+                "upstreams.search.health.timeout",
+                "6s",
+            ),
+            (
+                "budget_ratio = 0.1",
+                "budget_ratio = 2.0",
+                "upstreams.search.retry.budget_ratio",
+                "2",
+            ),
+            (
+                "http://127.0.0.1:9002/mcp",
+                "ftp://127.0.0.1:9002/mcp",
+                "upstreams.search.members[1].url",
+                "ftp://127.0.0.1:9002/mcp",
+            ),
+        ];
+        for (from, to, field, value) in cases {
+            let upstream = parse(&FULL.replace(from, to)).unwrap();
+            let error = upstream.validate().unwrap_err();
+            assert_eq!(error.field, field, "{to}");
+            assert_eq!(error.value, value, "{to}");
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("invalid {field} = {value}: "))
+            );
+        }
+    }
+
+    #[test]
+    fn validation_rejects_empty_members() {
+        let upstream = parse(
+            r#"
+            [[upstreams]]
+            name = "none"
+            members = []
+            "#,
+        )
+        .unwrap();
+        let error = upstream.validate().unwrap_err();
+        assert_eq!(error.field, "upstreams.none.members");
+    }
 }
