@@ -1,6 +1,7 @@
 //! The MCP servers behind the proxy: Streamable HTTP endpoints and stdio commands.
 
 pub mod http;
+pub mod resilience;
 pub mod stdio;
 
 use std::sync::Arc;
