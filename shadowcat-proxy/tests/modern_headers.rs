@@ -170,7 +170,7 @@ async fn param_headers_pass_through_untouched() {
 
 type Seen = std::sync::Arc<std::sync::Mutex<Option<http::HeaderMap>>>;
 
-/// Starts an HTTP endpoint that records the headers of the last request and answers
+/// Starts an HTTP endpoint that records the headers of the last request and responds
 /// with a fixed JSON-RPC result.
 async fn spawn_header_recorder() -> (String, Seen) {
     let seen: Seen = Default::default();

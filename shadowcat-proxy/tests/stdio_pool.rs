@@ -51,7 +51,7 @@ async fn dead_child_fails_pending_and_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let starts = dir.path().join("starts");
     // A stdio "server" that records its start, reads one request and exits without
-    // answering it.
+    // responding.
     let script = format!("echo started >> {}; read request; exit 3", starts.display());
     let mut config = shadowcat_proxy::config::Config::default();
     config.upstream.command = Some(shadowcat_proxy::config::CommandLine::Args(vec![

@@ -321,6 +321,12 @@ impl Config {
     ///
     /// Returns [`ConfigError::Invalid`] naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_upstream()?;
+        self.validate_server()?;
+        self.validate_sections()
+    }
+
+    fn validate_upstream(&self) -> Result<(), ConfigError> {
         let upstream = &self.upstream;
         match (&upstream.url, &upstream.command) {
             (None, None) => {
@@ -364,6 +370,10 @@ impl Config {
                 });
             }
         }
+        Ok(())
+    }
+
+    fn validate_server(&self) -> Result<(), ConfigError> {
         if !self.server.path.starts_with('/') {
             return Err(ConfigError::Invalid {
                 field: "server.path",
@@ -387,6 +397,11 @@ impl Config {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Runs the own validation of each optional table, and checks the log filter.
+    fn validate_sections(&self) -> Result<(), ConfigError> {
         if let Some(audit) = &self.audit {
             audit.validate().map_err(|error| ConfigError::Section {
                 section: "audit",

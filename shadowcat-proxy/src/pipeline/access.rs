@@ -23,7 +23,7 @@ const MAX_LIST_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// Authenticates a request and stores the principal in `ctx`.
 ///
 /// Without an `[auth]` table every caller is anonymous. A failure charges the client
-/// address (never a subject) and returns the `401` or `403` to send; `body` is read
+/// address (never a subject) and returns the `401` or `403` to send. `body` is read
 /// only to put the request ids into that error.
 pub(super) async fn authenticate(
     app: &AppState,
@@ -228,7 +228,7 @@ pub(super) async fn filter_list(
         filter(&mut value);
         Bytes::from(serde_json::to_vec(&value).expect("JSON serializes"))
     } else {
-        // An event stream: rewrite each `data:` line that holds a JSON-RPC response.
+        // An event stream: rewrite each `data:` line that contains a JSON-RPC response.
         let text = String::from_utf8_lossy(&bytes);
         let mut out = String::with_capacity(text.len());
         for line in text.split_inclusive('\n') {

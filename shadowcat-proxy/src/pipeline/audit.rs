@@ -15,7 +15,7 @@ use shadowcat_core::{CallContext, MessageKind, error_codes};
 
 use super::reject;
 
-/// How a stage ended a request, attached to its response as an extension.
+/// The way a stage ended a request, attached to its response as an extension.
 #[derive(Debug, Clone)]
 pub(super) enum Verdict {
     /// The proxy rejected the request before it reached the upstream.
@@ -66,7 +66,7 @@ pub(super) fn rejected(mut response: Response, reason: RejectReason) -> Response
     response
 }
 
-/// Builds the records for one answered request.
+/// Builds the records for one completed request.
 pub(super) fn records(
     ctx: &CallContext,
     response: &Response,

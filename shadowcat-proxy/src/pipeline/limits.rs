@@ -69,8 +69,8 @@ impl Limits {
         }
     }
 
-    /// Runs the multi-tier check of every call in the body and returns what the
-    /// `RateLimit` headers of the response should say.
+    /// Runs the multi-tier check of every call in the body and returns the values
+    /// for the `RateLimit` headers of the response.
     pub(super) fn check(
         &self,
         ctx: &CallContext,

@@ -300,7 +300,7 @@ async fn legacy(
             );
         }
         // A discover result that lists only modern versions does not mean `initialize`
-        // is refused: dual-era servers answer both, so the upstream decides.
+        // is refused: dual-era servers serve both, so the upstream decides.
         if let Some(limits) = &app.limits
             && let Err(response) = limits.session_creation(ctx, parsed.messages(), &parts.headers)
         {
@@ -384,7 +384,7 @@ async fn legacy(
     admitted.finish(response)
 }
 
-/// What the limits stage granted a request: the `RateLimit` headers to send and the
+/// The grant of the limits stage to a request: the `RateLimit` headers to send and the
 /// concurrency slot to hold until the response ends.
 struct Admitted {
     allowed: Option<Allowed>,
