@@ -247,7 +247,7 @@ impl JsonRpcBody {
     }
 
     /// Returns true if every message is a notification or a response, so the upstream is
-    /// expected to answer `202 Accepted` with no body.
+    /// expected to respond `202 Accepted` with no body.
     pub fn expects_no_response(&self) -> bool {
         self.messages
             .iter()

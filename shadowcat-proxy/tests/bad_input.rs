@@ -71,7 +71,7 @@ async fn oversized_body_is_413() {
 }
 
 #[tokio::test]
-async fn foreign_origin_is_403_and_foreign_host_is_421() {
+async fn foreign_origin_and_host_rejected() {
     let (upstream, _server) = common::start_example_upstream().await;
     let proxy = common::start_proxy(common::http_config(&upstream)).await;
     let body = modern_call(json!(1), "echo", json!({"text": "x"}));

@@ -26,7 +26,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, with millisecond resolution.
+/// A clock that moves only when a test advances it, with millisecond resolution.
 ///
 /// Clones share the same time, so a test keeps one handle and gives another to the
 /// component under test.

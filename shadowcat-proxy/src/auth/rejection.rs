@@ -1,4 +1,4 @@
-//! Why a request failed authentication, and the 401/403 response that says so.
+//! The reason a request failed authentication, and the 401/403 response built from it.
 
 use std::fmt;
 use std::sync::Arc;

@@ -49,9 +49,9 @@ pub fn error(
 
 /// Builds an error response for a whole parsed body.
 ///
-/// A single request gets one error with its id; a batch gets an array with one error
-/// per request; a body of notifications and responses alone gets an empty body, since
-/// nothing in it expects a response.
+/// A single request gets one error with its id, and a batch gets an array with one
+/// error per request. A body of notifications and responses alone gets an empty body,
+/// because nothing in it expects a response.
 pub fn errors_for_body(
     status: StatusCode,
     body: &JsonRpcBody,

@@ -6,7 +6,7 @@ use shadowcat_core::AuthMethod;
 /// Default `priority` of a rule. Lower numbers are evaluated first.
 pub const DEFAULT_PRIORITY: u32 = 1000;
 
-/// What a rule or the default does with a matching message.
+/// The action a rule or the default takes on a matching message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -31,7 +31,7 @@ impl Action {
 ///
 /// Rules are evaluated lowest `priority` first, ties in file order, and the first rule
 /// whose conditions all hold decides. When none holds, `default` decides. `deny` is the
-/// default and the recommended setting, so a method nobody thought of stays closed.
+/// default and the recommended setting, so a method no rule names stays closed.
 ///
 /// ```toml
 /// [policy]
@@ -80,12 +80,12 @@ pub struct PolicyConfig {
 pub struct RuleConfig {
     /// Unique id, written to `authz.allow` / `authz.deny` audit records.
     pub id: String,
-    /// What to do with a matching message.
+    /// The action taken on a matching message.
     pub action: Action,
     /// Evaluation order: lower first, ties in file order. Defaults to 1000.
     #[serde(default = "default_priority")]
     pub priority: u32,
-    /// Why the rule exists, for audit records. Never sent to clients.
+    /// The rule's purpose, for audit records. Never sent to clients.
     #[serde(default)]
     pub reason: Option<String>,
     /// JSON-RPC method globs, for example `tools/*`.
@@ -130,7 +130,7 @@ pub struct PolicyConfigError {
     pub field: String,
     /// The rejected value as written.
     pub value: String,
-    /// What is wrong.
+    /// The reason the value is invalid.
     pub reason: String,
 }
 

@@ -188,7 +188,7 @@ impl StdioChild {
     /// # Errors
     ///
     /// Returns [`UpstreamError::Failed`] when the child is dead or dies before it
-    /// answers, and [`UpstreamError::Timeout`] when no response arrives in `timeout`.
+    /// responds, and [`UpstreamError::Timeout`] when no response arrives in `timeout`.
     pub async fn call(
         &self,
         message: Bytes,
@@ -258,7 +258,7 @@ impl Drop for StdioChild {
     }
 }
 
-/// Removes a waiter whose caller went away (timeout or client disconnect) and tells the
+/// Removes a waiter whose caller went away (timeout or client disconnect) and asks the
 /// child to stop working on that request.
 struct PendingGuard<'a> {
     child: &'a StdioChild,
