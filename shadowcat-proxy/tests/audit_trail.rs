@@ -63,19 +63,9 @@ async fn every_request_is_recorded_once() {
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": CANARY}}},
         {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}}
     ]);
-    let response = mcp_post(&client, &proxy.url)
-        .header("mcp-session-id", &session)
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let response = common::session_post(&client, &proxy.url, &session, &batch).await;
     assert_eq!(response.status(), 200);
-    let response = client
-        .delete(&proxy.url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
+    let response = common::session_delete(&client, &proxy.url, &session).await;
     assert_eq!(response.status(), 204);
 
     proxy.shutdown().await;

@@ -223,12 +223,7 @@ async fn new_sessions_do_not_escape_subject_limit() {
             continue;
         };
         let call = json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": "alpha", "arguments": {}}});
-        let response = mcp_post(&client, &proxy.url)
-            .header("mcp-session-id", &session)
-            .json(&call)
-            .send()
-            .await
-            .unwrap();
+        let response = common::session_post(&client, &proxy.url, &session, &call).await;
         statuses.push(response.status().as_u16());
     }
     // Session 1: initialize and one call use 2 of 3. Session 2: initialize uses the

@@ -62,28 +62,13 @@ async fn delete_ends_session_on_both_sides() {
     let client = raw_client();
     let session = legacy_initialize(&client, &proxy.url, "2025-06-18").await;
 
-    let response = client
-        .delete(&proxy.url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
+    let response = common::session_delete(&client, &proxy.url, &session).await;
     assert_eq!(response.status(), 204);
 
     let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"});
-    let response = mcp_post(&client, &proxy.url)
-        .header("mcp-session-id", &session)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = common::session_post(&client, &proxy.url, &session, &body).await;
     assert_eq!(response.status(), 404);
-    let response = client
-        .delete(&proxy.url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
+    let response = common::session_delete(&client, &proxy.url, &session).await;
     assert_eq!(response.status(), 404);
 }
 
@@ -166,19 +151,9 @@ async fn stdio_session_ends_its_child() {
     let proxy = common::start_proxy(common::stdio_config()).await;
     let client = raw_client();
     let session = legacy_initialize(&client, &proxy.url, "2025-06-18").await;
-    let response = client
-        .delete(&proxy.url)
-        .header("mcp-session-id", &session)
-        .send()
-        .await
-        .unwrap();
+    let response = common::session_delete(&client, &proxy.url, &session).await;
     assert_eq!(response.status(), 204);
     let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
-    let response = mcp_post(&client, &proxy.url)
-        .header("mcp-session-id", &session)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = common::session_post(&client, &proxy.url, &session, &body).await;
     assert_eq!(response.status(), 404);
 }

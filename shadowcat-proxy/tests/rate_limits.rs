@@ -22,12 +22,7 @@ async fn batch_over_tool_limit_forwards_nothing() {
     let batch: Vec<Value> = (0..50)
         .map(|n| json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": "alpha", "arguments": {}}}))
         .collect();
-    let response = mcp_post(&client, &proxy.url)
-        .header("mcp-session-id", &session)
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let response = common::session_post(&client, &proxy.url, &session, &batch).await;
     // A batch of 50 can never fit a burst of 10, so it is refused whole and for good.
     assert_eq!(response.status(), 400);
     let errors: Value = response.json().await.unwrap();

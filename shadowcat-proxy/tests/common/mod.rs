@@ -274,6 +274,35 @@ pub async fn first_message(response: reqwest::Response) -> Value {
         .unwrap_or_else(|| panic!("no JSON-RPC message in {text:?}"))
 }
 
+/// Sends a JSON body on a legacy session.
+pub async fn session_post<B: serde::Serialize + ?Sized>(
+    client: &reqwest::Client,
+    url: &str,
+    session: &str,
+    body: &B,
+) -> reqwest::Response {
+    mcp_post(client, url)
+        .header("mcp-session-id", session)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Ends a legacy session with `DELETE`.
+pub async fn session_delete(
+    client: &reqwest::Client,
+    url: &str,
+    session: &str,
+) -> reqwest::Response {
+    client
+        .delete(url)
+        .header("mcp-session-id", session)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Starts a legacy session through `url` and returns its session id.
 pub async fn legacy_initialize(client: &reqwest::Client, url: &str, version: &str) -> String {
     let body = json!({
