@@ -67,7 +67,7 @@
 //! | `session.closed` | `reason`: `client_delete`, `expired`, `upstream_closed`, `shutdown`, `evicted` |
 //! | `request.completed` | `method`, `target?` (tool, prompt or resource), `status` (HTTP), `latency_us`, `outcome`: `ok`, `error`, `rejected`, `limited`, `upstream_error`, `timeout`, `cancelled`; `error_code?` (JSON-RPC) |
 //! | `upstream.error` | `upstream`, `error`: `connect`, `timeout`, `status`, `protocol`, `closed`; `status?` |
-//! | `request.rejected` | `reason`: `header_mismatch`, `bad_input`, `origin`, `host`, `body_too_large`, `unsupported_version`, `session_not_found`, `method_not_allowed`, `not_supported`, `session_budget`, `media_type`; `status`, `detail?` |
+//! | `request.rejected` | `reason`: `header_mismatch`, `bad_input`, `origin`, `host`, `body_too_large`, `unsupported_version`, `session_not_found`, `method_not_allowed`, `not_supported`, `session_budget`, `media_type`, `upstream_unavailable`; `status`, `detail?` |
 //! | `auth.success` | `method`: `jwt`, `api_key`, `anonymous` |
 //! | `auth.failure` | `reason`: `missing_credentials`, `multiple_credentials`, `unsupported_scheme`, `malformed`, `bad_algorithm`, `missing_exp`, `missing_subject`, `insufficient_scope`, `invalid_signature`, `expired`, `not_yet_valid`, `wrong_issuer`, `wrong_audience`, `unknown_key`, `unknown_api_key`, `keys_unavailable`; `user_agent?` |
 //! | `authz.allow`, `authz.deny` | `rule` (rule id), `method`, `target?` |

@@ -25,17 +25,24 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready once a probe has reached the upstream and learned which eras it serves.
+/// Ready when every upstream group can serve a request: a single `[upstream]` once a
+/// check has reached it, an `[[upstreams]]` group while one replica is healthy, not
+/// ejected and not behind an open breaker. The body names each group's state.
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
-    if app.eras.is_known() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream not reachable yet\n",
-        )
-            .into_response()
+    let mut body = String::new();
+    let mut ready = true;
+    for group in app.routes.groups() {
+        let group_ready = group.is_ready();
+        ready &= group_ready;
+        let state = if group_ready { "ready" } else { "unavailable" };
+        body.push_str(&format!("{}: {state}\n", group.name));
     }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body).into_response()
 }
 
 async fn metrics(State(app): State<Arc<AppState>>) -> Response {
@@ -46,6 +53,9 @@ async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     }
     if let Some(limits) = &app.limits {
         limits.limiter.snapshot().render_prometheus(&mut out);
+    }
+    for group in app.routes.groups() {
+        group.render_prometheus(&mut out);
     }
     let mut response = out.into_response();
     response.headers_mut().insert(

@@ -6,25 +6,25 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::serve::ListenerExt;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
-use http_body_util::BodyExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use shadowcat_core::ClientAddrResolver;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, RouteTarget};
 use crate::pipeline::{AppState, HostGuard};
 use crate::session::{Session, SessionTable};
-use crate::upstream::{self, EraSupport, HttpUpstream, StdioPool, UpstreamError, UpstreamKind};
+use crate::upstream::resilience::{MemberConfig, SharedClock};
+use crate::upstream::{HttpUpstream, Member, Routes, StdioPool, UpstreamGroup, UpstreamKind};
 use sha2::{Digest, Sha256};
-use shadowcat_audit::{AuditEvent, EventKind, SessionCloseReason};
+use shadowcat_audit::{AuditEvent, AuditHandle, EventKind, SessionCloseReason};
 
 /// Maximum number of live legacy sessions.
 const MAX_SESSIONS: usize = 10_000;
 /// Sessions unused for this long are ended.
 const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// How often the upstream is probed until it responds, and re-probed after that.
-const PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often idle sessions and sessions whose stdio child exited are looked for.
+const REAP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Errors that stop the proxy from starting.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +70,18 @@ impl Proxy {
     /// Returns [`StartError`] when the configuration is invalid or a listener cannot
     /// bind.
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        Self::bind_with_clock(config, SharedClock::default()).await
+    }
+
+    /// Like [`Proxy::bind`], with the clock that drives circuit breakers, outlier
+    /// ejection and retry budgets, so tests can move time by hand.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`StartError`] when the configuration is invalid or a listener cannot
+    /// bind.
+    pub async fn bind_with_clock(config: &Config, clock: SharedClock) -> Result<Self, StartError> {
         config.validate()?;
-        let upstream = build_upstream(config)?;
         let section = |section: &'static str| {
             move |error: &dyn std::fmt::Display| {
                 StartError::Config(crate::config::ConfigError::Section {
@@ -113,11 +123,7 @@ impl Proxy {
             )?),
             None => None,
         };
-        let upstream_name = match (&config.upstream.url, &config.upstream.command) {
-            (Some(url), _) => url.clone(),
-            (None, Some(command)) => command.argv().first().cloned().unwrap_or_default(),
-            (None, None) => String::new(),
-        };
+        let routes = build_routes(config, &clock, audit.as_ref())?;
         let state = Arc::new(AppState {
             guard: HostGuard::new(
                 config.server.allowed_hosts.clone(),
@@ -126,17 +132,14 @@ impl Proxy {
             ),
             resolver: ClientAddrResolver::new(config.server.trusted_proxies.clone()),
             max_body_bytes: config.server.max_body_bytes,
-            upstream,
-            eras: EraSupport::default(),
+            routes,
             sessions: SessionTable::new(MAX_SESSIONS),
             metrics: Default::default(),
-            request_timeout: config.upstream.request_timeout,
             shutdown: CancellationToken::new(),
             audit,
             authenticator,
             policy,
             limits,
-            upstream_name,
         });
 
         let bind = |addr: SocketAddr| async move {
@@ -238,10 +241,12 @@ impl Proxy {
         {
             tracing::warn!(timeout = ?self.shutdown_timeout, "in-flight requests did not finish in time");
         }
-        background.abort();
+        for task in background {
+            task.abort();
+        }
         end_all_sessions(&state).await;
-        if let UpstreamKind::Stdio { pool, .. } = &state.upstream {
-            pool.shutdown();
+        for group in state.routes.groups() {
+            group.shutdown();
         }
         if let Some(audit) = &state.audit {
             audit.record(AuditEvent::new(EventKind::ProxyStopped {
@@ -263,18 +268,68 @@ pub fn set_nodelay(stream: &mut tokio::net::TcpStream) {
     }
 }
 
-fn build_upstream(config: &Config) -> Result<UpstreamKind, StartError> {
+/// Builds every upstream group and the table of paths they serve.
+fn build_routes(
+    config: &Config,
+    clock: &SharedClock,
+    audit: Option<&AuditHandle>,
+) -> Result<Routes, StartError> {
+    let single = if config.has_single_upstream() {
+        Some(UpstreamGroup::single(build_single(config)?))
+    } else {
+        None
+    };
+    let mut balanced = Vec::with_capacity(config.upstreams.len());
+    for group in &config.upstreams {
+        let members = group
+            .members
+            .iter()
+            .map(build_member)
+            .collect::<Result<Vec<_>, _>>()?;
+        balanced.push(UpstreamGroup::balanced(
+            group,
+            members,
+            clock.clone(),
+            audit.cloned(),
+        ));
+    }
+    let paths = config
+        .route_table()
+        .into_iter()
+        .map(|(path, target)| {
+            let group = match target {
+                RouteTarget::Single => single.clone(),
+                RouteTarget::Group(name) => {
+                    balanced.iter().find(|group| *group.name == *name).cloned()
+                }
+            };
+            (
+                path,
+                group.expect("validate checked that every route names a group"),
+            )
+        })
+        .collect();
+    let groups = single.into_iter().chain(balanced).collect();
+    Ok(Routes::new(paths, groups))
+}
+
+/// Builds the one replica of the `[upstream]` table.
+fn build_single(config: &Config) -> Result<Member, StartError> {
     let upstream = &config.upstream;
     if let Some(command) = &upstream.command {
         let argv: Arc<[String]> = Arc::from(command.argv());
+        let name = argv.first().cloned().unwrap_or_default();
         let pool = StdioPool::new(argv.to_vec(), upstream.stdio_pool_size);
-        return Ok(UpstreamKind::Stdio { argv, pool });
+        return Ok(Member::new(
+            name,
+            UpstreamKind::Stdio { argv, pool },
+            upstream.request_timeout,
+        ));
     }
     let url = upstream
         .url
         .as_deref()
         .expect("validate checked that url or command is set");
-    let uri = url.parse().expect("validate checked the url");
     let mut headers = HeaderMap::new();
     for setting in &upstream.headers {
         let header_error = |reason: String| StartError::Header {
@@ -292,126 +347,131 @@ fn build_upstream(config: &Config) -> Result<UpstreamKind, StartError> {
             .map_err(|_| header_error("the value is not a valid header value".to_owned()))?;
         headers.insert(name, value);
     }
-    let credential =
-        crate::auth::UpstreamCredential::from_config(&upstream.auth).map_err(|error| {
-            StartError::Config(crate::config::ConfigError::Section {
-                section: "upstream.auth",
-                message: error.to_string(),
-            })
-        })?;
-    Ok(UpstreamKind::Http(Box::new(
-        HttpUpstream::new(
-            uri,
-            upstream.connect_timeout,
-            upstream.request_timeout,
-            headers,
-        )
-        .with_credential(credential),
-    )))
+    let http = HttpUpstream::new(
+        url.parse().expect("validate checked the url"),
+        upstream.connect_timeout,
+        upstream.request_timeout,
+        headers,
+    )
+    .with_credential(credential(&upstream.auth, "upstream.auth")?);
+    Ok(Member::new(
+        url,
+        UpstreamKind::Http(Box::new(http)),
+        upstream.request_timeout,
+    ))
 }
 
-/// Starts the upstream prober, the idle-session reaper and the limiter's eviction of
-/// idle keys.
-fn spawn_background(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
-    if let Some(limits) = &state.limits {
-        let limiter = Arc::clone(&limits.limiter);
-        let shutdown = state.shutdown.clone();
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(limiter.evict_interval());
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => limiter.evict_idle(),
-                    () = shutdown.cancelled() => break,
-                }
-            }
-        });
-    }
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(PROBE_INTERVAL);
-        loop {
-            interval.tick().await;
-            match probe(&state.upstream).await {
-                Ok((modern, legacy)) => {
-                    if !state.eras.is_known() {
-                        tracing::info!(modern, legacy, "upstream probed");
-                    }
-                    state.eras.set(modern, legacy);
-                }
-                Err(error) => tracing::warn!(%error, "upstream probe failed"),
-            }
-            for session in state.sessions.remove_idle(SESSION_IDLE_TIMEOUT) {
-                tracing::info!(session_id = %session.id, "session ended: idle or upstream exited");
-                session.end_upstream();
-                record_session_closed(&state, &session, SessionCloseReason::Expired);
-            }
+/// Builds one replica of an `[[upstreams]]` group.
+fn build_member(member: &MemberConfig) -> Result<Member, StartError> {
+    let kind = match (&member.url, &member.command) {
+        (Some(url), _) => {
+            let http = HttpUpstream::new(
+                url.parse().expect("validate checked the url"),
+                member.connect_timeout,
+                member.request_timeout,
+                HeaderMap::new(),
+            )
+            .with_credential(credential(&member.auth, "upstreams.members.auth")?);
+            UpstreamKind::Http(Box::new(http))
         }
+        (None, Some(command)) => {
+            let argv: Arc<[String]> = Arc::from(command.argv());
+            let pool = StdioPool::new(argv.to_vec(), crate::config::DEFAULT_STDIO_POOL_SIZE);
+            UpstreamKind::Stdio { argv, pool }
+        }
+        (None, None) => unreachable!("validate checked that url or command is set"),
+    };
+    Ok(Member::new(
+        member.display_name(),
+        kind,
+        member.request_timeout,
+    ))
+}
+
+fn credential(
+    config: &crate::auth::UpstreamCredentialConfig,
+    section: &'static str,
+) -> Result<crate::auth::UpstreamCredential, StartError> {
+    crate::auth::UpstreamCredential::from_config(config).map_err(|error| {
+        StartError::Config(crate::config::ConfigError::Section {
+            section,
+            message: error.to_string(),
+        })
     })
 }
 
-/// Asks the upstream which protocol versions it serves, with `server/discover`.
-///
-/// # Errors
-///
-/// Returns an [`UpstreamError`] when the upstream cannot be reached.
-pub async fn probe(upstream: &UpstreamKind) -> Result<(bool, bool), UpstreamError> {
-    let response = match upstream {
-        UpstreamKind::Stdio { pool, .. } => pool.discover(upstream::PROBE_TIMEOUT).await?,
-        UpstreamKind::Http(http) => {
-            let request = upstream::discover_request();
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            headers.insert(
-                header::ACCEPT,
-                HeaderValue::from_static("application/json, text/event-stream"),
-            );
-            headers.insert(
-                "mcp-protocol-version",
-                HeaderValue::from_static("2026-07-28"),
-            );
-            headers.insert("mcp-method", HeaderValue::from_static("server/discover"));
-            let response = tokio::time::timeout(
-                upstream::PROBE_TIMEOUT,
-                http.send(
-                    Method::POST,
-                    &headers,
-                    None,
-                    Body::from(request.to_string()),
-                ),
-            )
-            .await
-            .map_err(|_| UpstreamError::Timeout)??;
-            let status = response.status();
-            let bytes =
-                tokio::time::timeout(upstream::PROBE_TIMEOUT, response.into_body().collect())
-                    .await
-                    .map_err(|_| UpstreamError::Timeout)?
-                    .map_err(|error| UpstreamError::Failed(error.to_string()))?
-                    .to_bytes();
-            if !status.is_success() {
-                // A legacy-only server rejects the unknown method or version.
-                return Ok((false, true));
+/// Starts the health checks of every group, the idle-session reaper and the limiter's
+/// eviction of idle keys.
+fn spawn_background(state: Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(limits) = &state.limits {
+        let limiter = Arc::clone(&limits.limiter);
+        let period = limiter.evict_interval();
+        tasks.push(every(period, period, &state.shutdown, move || {
+            limiter.evict_idle();
+            std::future::ready(())
+        }));
+    }
+    for group in state.routes.groups() {
+        let group = Arc::clone(group);
+        // A single upstream is probed at once to learn its eras; replicas of a group
+        // start healthy and are first checked one interval after start.
+        let first = if group.is_balanced() {
+            group.check_interval()
+        } else {
+            Duration::ZERO
+        };
+        tasks.push(every(
+            first,
+            group.check_interval(),
+            &state.shutdown,
+            move || {
+                let group = Arc::clone(&group);
+                async move { group.check_health().await }
+            },
+        ));
+    }
+    let reaper_state = Arc::clone(&state);
+    tasks.push(every(
+        REAP_INTERVAL,
+        REAP_INTERVAL,
+        &state.shutdown,
+        move || {
+            for session in reaper_state.sessions.remove_idle(SESSION_IDLE_TIMEOUT) {
+                tracing::info!(session_id = %session.id, "session ended: idle or upstream exited");
+                session.end_upstream();
+                record_session_closed(&reaper_state, &session, SessionCloseReason::Expired);
             }
-            parse_probe_body(&bytes)
-        }
-    };
-    Ok(upstream::eras_from_discover(&response))
+            std::future::ready(())
+        },
+    ));
+    tasks
 }
 
-/// Reads a probe response that is either JSON or a short event stream.
-fn parse_probe_body(bytes: &[u8]) -> serde_json::Value {
-    if let Ok(value) = serde_json::from_slice(bytes) {
-        return value;
-    }
-    let text = String::from_utf8_lossy(bytes);
-    text.lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<serde_json::Value>(data.trim()).ok())
-        .find(|value| value.get("id").is_some())
-        .unwrap_or_default()
+/// Runs `work` after `first` and then once per `period` until `shutdown` fires. A round
+/// that overruns the period delays the next one instead of bunching them.
+fn every<F, Fut>(
+    first: Duration,
+    period: Duration,
+    shutdown: &CancellationToken,
+    mut work: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + first;
+        let mut interval = tokio::time::interval_at(start, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => work().await,
+                () = shutdown.cancelled() => break,
+            }
+        }
+    })
 }
 
 /// Writes a `session.closed` record, when the audit trail is on.
@@ -436,8 +496,10 @@ async fn end_all_sessions(state: &AppState) {
             crate::session::SessionUpstream::Http {
                 upstream_session: Some(id),
             },
-        ) = (&state.upstream, &session.upstream)
-        {
+        ) = (
+            &session.group.member(session.replica).kind,
+            &session.upstream,
+        ) {
             let _ = tokio::time::timeout(
                 Duration::from_secs(2),
                 http.send(Method::DELETE, &HeaderMap::new(), Some(id), Body::empty()),

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use parking_lot::{Mutex, RwLock};
 use shadowcat_core::SessionId;
 
-use crate::upstream::StdioChild;
+use crate::upstream::{StdioChild, UpstreamGroup};
 
 /// The upstream side of a session.
 #[derive(Debug)]
@@ -33,6 +33,10 @@ pub struct Session {
     pub protocol_version: String,
     /// The upstream side of the session.
     pub upstream: SessionUpstream,
+    /// The group whose replica serves the session.
+    pub group: Arc<UpstreamGroup>,
+    /// The replica that served `initialize`; every later request goes to it.
+    pub replica: usize,
     /// The verified subject that created the session, if any.
     pub subject: Option<String>,
     /// The client address that created the session.
@@ -46,6 +50,7 @@ impl Session {
     pub fn new(
         protocol_version: String,
         upstream: SessionUpstream,
+        (group, replica): (Arc<UpstreamGroup>, usize),
         subject: Option<String>,
         client_ip: IpAddr,
     ) -> Self {
@@ -53,6 +58,8 @@ impl Session {
             id: SessionId::mint(),
             protocol_version,
             upstream,
+            group,
+            replica,
             subject,
             client_ip,
             last_used: Mutex::new(Instant::now()),
@@ -178,6 +185,22 @@ impl SessionTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::{HttpUpstream, Member, UpstreamKind};
+
+    fn group() -> (Arc<UpstreamGroup>, usize) {
+        let http = HttpUpstream::new(
+            "http://127.0.0.1:9/mcp".parse().unwrap(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            http::HeaderMap::new(),
+        );
+        let member = Member::new(
+            "http://127.0.0.1:9/mcp",
+            UpstreamKind::Http(Box::new(http)),
+            Duration::from_secs(1),
+        );
+        (UpstreamGroup::single(member), 0)
+    }
 
     fn session() -> Arc<Session> {
         Arc::new(Session::new(
@@ -185,6 +208,7 @@ mod tests {
             SessionUpstream::Http {
                 upstream_session: None,
             },
+            group(),
             None,
             IpAddr::from([127, 0, 0, 1]),
         ))
@@ -224,6 +248,7 @@ mod tests {
             SessionUpstream::Http {
                 upstream_session: None,
             },
+            group(),
             None,
             IpAddr::from([127, 0, 0, 1]),
         );

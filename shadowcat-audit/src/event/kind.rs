@@ -296,6 +296,8 @@ reason_enum! {
         SessionBudget => "session_budget",
         /// The `Content-Type` or `Accept` header is unacceptable.
         MediaType => "media_type",
+        /// Every replica of the upstream group was open, ejected or unhealthy.
+        UpstreamUnavailable => "upstream_unavailable",
     }
 }
 

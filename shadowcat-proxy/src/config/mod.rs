@@ -47,6 +47,12 @@ pub struct Config {
     /// Multi-tier rate and concurrency limits; off unless this table is given.
     #[serde(default)]
     pub ratelimit: Option<shadowcat_ratelimit::RateLimitConfig>,
+    /// Named groups of replicas with load balancing, circuit breakers and health checks.
+    #[serde(default)]
+    pub upstreams: Vec<crate::upstream::resilience::UpstreamConfig>,
+    /// Endpoint paths served by `[[upstreams]]` groups.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
     /// The file this configuration was read from, for the `config.loaded` record.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -119,6 +125,25 @@ pub struct UpstreamConfig {
     /// Values of the form `env:NAME` are read from the environment at start-up.
     #[serde(default)]
     pub headers: Vec<HeaderSetting>,
+}
+
+/// One `[[routes]]` entry: an MCP endpoint path served by an `[[upstreams]]` group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The endpoint path, such as `/mcp/search`.
+    pub path: String,
+    /// The name of the `[[upstreams]]` group that serves it.
+    pub upstream: String,
+}
+
+/// What serves one endpoint path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// The `[upstream]` table.
+    Single,
+    /// The `[[upstreams]]` group with this name.
+    Group(String),
 }
 
 /// One `{ name = "...", value = "..." }` upstream header.
@@ -322,18 +347,49 @@ impl Config {
     /// Returns [`ConfigError::Invalid`] naming the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_upstream()?;
+        self.validate_groups()?;
         self.validate_server()?;
         self.validate_sections()
+    }
+
+    /// Returns true when the `[upstream]` table names a URL or a command.
+    pub fn has_single_upstream(&self) -> bool {
+        self.upstream.url.is_some() || self.upstream.command.is_some()
+    }
+
+    /// Returns the endpoint paths and what serves each. `server.path` goes to
+    /// `[upstream]` when it is set; otherwise to a `[[routes]]` entry for it or, without
+    /// routes, to the only `[[upstreams]]` group.
+    pub fn route_table(&self) -> Vec<(String, RouteTarget)> {
+        let mut table = Vec::with_capacity(self.routes.len() + 1);
+        if self.has_single_upstream() {
+            table.push((self.server.path.clone(), RouteTarget::Single));
+        } else if self.routes.is_empty()
+            && let [group] = self.upstreams.as_slice()
+        {
+            table.push((
+                self.server.path.clone(),
+                RouteTarget::Group(group.name.clone()),
+            ));
+        }
+        for route in &self.routes {
+            table.push((
+                route.path.clone(),
+                RouteTarget::Group(route.upstream.clone()),
+            ));
+        }
+        table
     }
 
     fn validate_upstream(&self) -> Result<(), ConfigError> {
         let upstream = &self.upstream;
         match (&upstream.url, &upstream.command) {
+            (None, None) if !self.upstreams.is_empty() => {}
             (None, None) => {
                 return Err(ConfigError::Invalid {
                     field: "upstream",
                     value: String::new(),
-                    reason: "set `upstream.url` (or --upstream) or `upstream.command` (or --upstream-stdio)",
+                    reason: "set `upstream.url` (or --upstream), `upstream.command` (or --upstream-stdio), or an [[upstreams]] group",
                 });
             }
             (Some(url), Some(_)) => {
@@ -367,6 +423,70 @@ impl Config {
                     field: "upstream.headers.name",
                     value: header.name.clone(),
                     reason: "not a valid HTTP header name",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks each `[[upstreams]]` group and that every route names one.
+    fn validate_groups(&self) -> Result<(), ConfigError> {
+        let section = |message: String| ConfigError::Section {
+            section: "upstreams",
+            message,
+        };
+        let mut names = std::collections::HashSet::new();
+        for group in &self.upstreams {
+            group
+                .validate()
+                .map_err(|error| section(error.to_string()))?;
+            if !names.insert(group.name.as_str()) {
+                return Err(section(format!(
+                    "the group name {:?} is used twice",
+                    group.name
+                )));
+            }
+            for member in &group.members {
+                crate::auth::UpstreamCredential::from_config(&member.auth).map_err(|error| {
+                    section(format!(
+                        "{}: member {}: {error}",
+                        group.name,
+                        member.display_name()
+                    ))
+                })?;
+            }
+        }
+        if !self.has_single_upstream() && self.upstreams.len() > 1 && self.routes.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "routes",
+                value: String::new(),
+                reason: "several [[upstreams]] groups need [[routes]] entries that map paths to them",
+            });
+        }
+        let mut paths = std::collections::HashSet::new();
+        if self.has_single_upstream() {
+            paths.insert(self.server.path.as_str());
+        }
+        for route in &self.routes {
+            let invalid = |field, reason| ConfigError::Invalid {
+                field,
+                value: route.path.clone(),
+                reason,
+            };
+            if !route.path.starts_with('/') {
+                return Err(invalid("routes.path", "must start with `/`"));
+            }
+            if !paths.insert(route.path.as_str()) {
+                return Err(invalid(
+                    "routes.path",
+                    "the path is served twice (by another route or by [upstream] at server.path)",
+                ));
+            }
+            if !names.contains(route.upstream.as_str()) {
+                return Err(ConfigError::Invalid {
+                    field: "routes.upstream",
+                    value: route.upstream.clone(),
+                    reason: "no [[upstreams]] group has this name",
                 });
             }
         }
@@ -420,7 +540,9 @@ impl Config {
                 message: error.to_string(),
             })?;
         }
-        if let Err(error) = crate::auth::UpstreamCredential::from_config(&self.upstream.auth) {
+        if self.has_single_upstream()
+            && let Err(error) = crate::auth::UpstreamCredential::from_config(&self.upstream.auth)
+        {
             return Err(ConfigError::Section {
                 section: "upstream.auth",
                 message: error.to_string(),
@@ -529,6 +651,79 @@ mod tests {
         assert!(config.auth.is_some());
         assert!(config.policy.is_some());
         assert!(config.ratelimit.is_some());
+    }
+
+    #[test]
+    fn routes_map_paths_to_groups() {
+        let text = r#"
+            [[upstreams]]
+            name = "search"
+            members = [{ url = "http://127.0.0.1:9001/mcp" }, { command = "server --stdio" }]
+
+            [[upstreams]]
+            name = "files"
+            policy = "round_robin"
+            members = [{ url = "http://127.0.0.1:9002/mcp", weight = 2 }]
+
+            [[routes]]
+            path = "/mcp"
+            upstream = "search"
+
+            [[routes]]
+            path = "/mcp/files"
+            upstream = "files"
+        "#;
+        let config = Config::parse(text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.route_table(),
+            [
+                ("/mcp".to_owned(), RouteTarget::Group("search".to_owned())),
+                (
+                    "/mcp/files".to_owned(),
+                    RouteTarget::Group("files".to_owned())
+                ),
+            ]
+        );
+
+        let unknown = Config::parse(&text.replace("upstream = \"files\"", "upstream = \"nope\""))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("routes.upstream") && unknown.contains("nope"),
+            "{unknown}"
+        );
+        let twice = Config::parse(&text.replace("/mcp/files", "/mcp"))
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(twice.contains("served twice"), "{twice}");
+    }
+
+    #[test]
+    fn one_group_serves_the_endpoint_without_routes() {
+        let config = Config::parse(
+            "[[upstreams]]\nname = \"only\"\nmembers = [{ url = \"http://127.0.0.1:9001/mcp\" }]\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.route_table(),
+            [("/mcp".to_owned(), RouteTarget::Group("only".to_owned()))]
+        );
+    }
+
+    #[test]
+    fn member_needs_url_or_command() {
+        let error = Config::parse("[[upstreams]]\nname = \"g\"\nmembers = [{ weight = 2 }]\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("upstreams.g.members[0]"), "{error}");
     }
 
     #[test]

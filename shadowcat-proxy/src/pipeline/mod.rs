@@ -10,6 +10,7 @@
 
 mod access;
 mod audit;
+mod forward;
 mod guard;
 pub mod limits;
 mod post;
@@ -18,7 +19,7 @@ mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -36,7 +37,7 @@ pub use guard::{GuardRejection, HostGuard};
 
 use crate::metrics::{ProxyMetrics, method_label};
 use crate::session::{Session, SessionTable};
-use crate::upstream::{EraSupport, UpstreamError, UpstreamKind};
+use crate::upstream::{Routes, UpstreamError, UpstreamGroup};
 
 /// Shared state of the MCP endpoint.
 pub struct AppState {
@@ -46,16 +47,12 @@ pub struct AppState {
     pub resolver: ClientAddrResolver,
     /// Maximum request body size in bytes.
     pub max_body_bytes: usize,
-    /// The MCP server behind the proxy.
-    pub upstream: UpstreamKind,
-    /// The eras the upstream serves, once probed.
-    pub eras: EraSupport,
+    /// The endpoint paths and the upstream group behind each.
+    pub routes: Routes,
     /// Live legacy sessions.
     pub sessions: SessionTable,
     /// The proxy's own metrics.
     pub metrics: ProxyMetrics,
-    /// Time allowed for a stdio upstream to respond to one request.
-    pub request_timeout: Duration,
     /// Cancelled when the proxy starts shutting down; ends open streams.
     pub shutdown: CancellationToken,
     /// The audit trail, when one is configured.
@@ -66,13 +63,14 @@ pub struct AppState {
     pub policy: Option<crate::policy::Policy>,
     /// Rate and concurrency limits, when configured.
     pub limits: Option<limits::Limits>,
-    /// The upstream's name in audit records: its URL or its program.
-    pub upstream_name: String,
 }
 
-/// Builds the router for the MCP endpoint at `path`.
+/// Builds the router for the MCP endpoints: `server.path` and every `[[routes]]` path.
 pub fn router(state: Arc<AppState>, path: &str) -> Router {
-    let mut router = Router::new().route(path, any(handle));
+    let mut router = Router::new();
+    for route in state.routes.paths() {
+        router = router.route(route, any(handle));
+    }
     if let Some(metadata) = state
         .authenticator
         .as_ref()
@@ -115,6 +113,9 @@ async fn handle(
             return response;
         }
     };
+    let Some(group) = app.routes.for_path(request.uri().path()).cloned() else {
+        return reject::empty(StatusCode::NOT_FOUND);
+    };
     let ctx = app.context(&request, peer, http_method);
     let accepted = Instant::now();
     let pre_auth = match &app.limits {
@@ -123,16 +124,20 @@ async fn handle(
     };
     let (response, ctx) = match (pre_auth, http_method) {
         (Err(response), _) => (response, ctx),
-        (Ok(()), "POST") => post::handle(&app, ctx, request).await,
-        (Ok(()), "GET") => stream::get(&app, ctx, request).await,
-        (Ok(()), _) => stream::delete(&app, ctx, request).await,
+        (Ok(()), "POST") => post::handle(&app, &group, ctx, request).await,
+        (Ok(()), "GET") => stream::get(&app, &group, ctx, request).await,
+        (Ok(()), _) => stream::delete(&app, &group, ctx, request).await,
     };
 
     // NOTE: for a streamed response the recorded latency is the time to the response
     // headers, because the record is written before the stream ends.
     let response = match &app.audit {
         Some(audit_handle) => {
-            let events = audit::records(&ctx, &response, accepted.elapsed(), &app.upstream_name);
+            let upstream_name = response
+                .extensions()
+                .get::<forward::UpstreamName>()
+                .map_or_else(|| Arc::clone(&group.name), |name| Arc::clone(&name.0));
+            let events = audit::records(&ctx, &response, accepted.elapsed(), &upstream_name);
             audit::write(audit_handle, events, response, &ctx).await
         }
         None => response,
@@ -160,7 +165,7 @@ async fn handle(
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("upstream", &self.upstream)
+            .field("routes", &self.routes)
             .field("sessions", &self.sessions.len())
             .finish_non_exhaustive()
     }
@@ -193,13 +198,18 @@ impl AppState {
         )
     }
 
-    /// Looks up the legacy session a request names.
+    /// Looks up the legacy session a request names. A session belongs to the route that
+    /// created it, so its id is unknown on any other route.
     ///
     /// # Errors
     ///
     /// Returns the rejection to send: `400` when the header is missing or repeated,
     /// `404` when the id is unknown or the session has ended.
-    fn session_for(&self, headers: &HeaderMap) -> Result<Arc<Session>, SessionLookupError> {
+    fn session_for(
+        &self,
+        group: &Arc<UpstreamGroup>,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Session>, SessionLookupError> {
         let field = HeaderField::from_values(
             headers
                 .get_all(shadowcat_core::mcp::HEADER_SESSION_ID)
@@ -214,6 +224,7 @@ impl AppState {
         text.parse::<SessionId>()
             .ok()
             .and_then(|id| self.sessions.get(&id))
+            .filter(|session| Arc::ptr_eq(&session.group, group))
             .ok_or(SessionLookupError::Unknown)
     }
 }

@@ -1,7 +1,7 @@
 //! `POST /mcp`: one JSON-RPC message or a legacy batch.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -17,16 +17,18 @@ use shadowcat_core::{CallContext, JsonRpcBody, MessageKind, error_codes};
 
 use shadowcat_ratelimit::{Allowed, Permit, SlotKind};
 
+use super::forward::{self, Outgoing};
 use super::{
     AppState, GuardRejection, SessionLookupError, reject, relay_response, upstream_failure,
 };
 use super::{access, limits};
 use crate::session::{Session, SessionUpstream};
-use crate::upstream::{StdioChild, UpstreamError, UpstreamKind};
+use crate::upstream::{StdioChild, UpstreamError, UpstreamGroup, UpstreamKind};
 
 /// Runs the POST pipeline and returns the response with the context it built.
 pub(super) async fn handle(
     app: &Arc<AppState>,
+    group: &Arc<UpstreamGroup>,
     mut ctx: CallContext,
     request: Request,
 ) -> (Response, CallContext) {
@@ -62,8 +64,8 @@ pub(super) async fn handle(
     let era = mcp::classify(version, parsed.messages());
     ctx.era = Some(era);
     let response = match era {
-        Era::Modern => modern(app, &ctx, &parts, bytes, &parsed, version).await,
-        Era::Legacy => legacy(app, &mut ctx, &parts, bytes, &parsed, version).await,
+        Era::Modern => modern(app, group, &ctx, &parts, bytes, &parsed, version).await,
+        Era::Legacy => legacy(app, group, &mut ctx, &parts, bytes, &parsed, version).await,
     };
     (response, ctx)
 }
@@ -142,6 +144,7 @@ fn unsupported_version(body: &JsonRpcBody, requested: &str, supported: Vec<&str>
 
 async fn modern(
     app: &Arc<AppState>,
+    group: &UpstreamGroup,
     ctx: &CallContext,
     parts: &Parts,
     bytes: Bytes,
@@ -181,7 +184,7 @@ async fn modern(
             return unsupported_version(parsed, &requested, mcp::supported_versions().collect());
         }
     }
-    if app.eras.supports(Era::Modern) == Some(false) {
+    if group.eras.supports(Era::Modern) == Some(false) {
         let requested = message
             .protocol_version
             .as_deref()
@@ -189,7 +192,24 @@ async fn modern(
         return unsupported_version(parsed, requested, mcp::LEGACY_VERSIONS.to_vec());
     }
 
-    let slot = if message.is_method("subscriptions/listen") {
+    let listen = message.is_method("subscriptions/listen");
+    let has_stdio = group
+        .members()
+        .iter()
+        .any(|member| matches!(member.kind, UpstreamKind::Stdio { .. }));
+    if listen && has_stdio {
+        // NOTE: stdio pool children respond request by request; routing a long-lived
+        // subscription stream back to one client is not built yet.
+        return reject::for_body(
+            RejectReason::NotSupported,
+            StatusCode::NOT_IMPLEMENTED,
+            parsed,
+            error_codes::NOT_SUPPORTED,
+            "subscriptions/listen is not supported for stdio upstreams",
+            None,
+        );
+    }
+    let slot = if listen {
         SlotKind::Stream
     } else {
         SlotKind::Request
@@ -201,54 +221,16 @@ async fn modern(
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
-    let response = match &app.upstream {
-        UpstreamKind::Http(upstream) => {
-            let started = Instant::now();
-            match upstream
-                .send(Method::POST, &parts.headers, None, Body::from(bytes))
-                .await
-            {
-                Ok(response) => {
-                    app.metrics.observe_upstream_latency(started.elapsed());
-                    relay_response(response, None, &app.shutdown)
-                }
-                Err(error) => upstream_failure(app, ctx, &error, Some(parsed)),
-            }
-        }
-        UpstreamKind::Stdio { pool, .. } => {
-            if message.is_method("subscriptions/listen") {
-                // NOTE: stdio pool children respond request by request; routing a
-                // long-lived subscription stream back to one client is not built yet.
-                return reject::for_body(
-                    RejectReason::NotSupported,
-                    StatusCode::NOT_IMPLEMENTED,
-                    parsed,
-                    error_codes::NOT_SUPPORTED,
-                    "subscriptions/listen is not supported for stdio upstreams",
-                    None,
-                );
-            }
-            let value: Value = match serde_json::from_slice(&bytes) {
-                Ok(value) => value,
-                Err(_) => {
-                    return upstream_failure(
-                        app,
-                        ctx,
-                        &UpstreamError::Internal("body re-parse failed".into()),
-                        Some(parsed),
-                    );
-                }
-            };
-            let started = Instant::now();
-            match pool.call(value, app.request_timeout).await {
-                Ok(Some(response)) => {
-                    app.metrics.observe_upstream_latency(started.elapsed());
-                    reject::json_response(StatusCode::OK, &response)
-                }
-                Ok(None) => reject::empty(StatusCode::ACCEPTED),
-                Err(error) => upstream_failure(app, ctx, &error, Some(parsed)),
-            }
-        }
+    let outgoing = Outgoing {
+        method: Method::POST,
+        headers: &parts.headers,
+        session: None,
+        body: bytes,
+        initialize_id: None,
+    };
+    let response = match forward::send(app, group, ctx, Some(parsed), None, outgoing).await {
+        Ok(forwarded) => relay_response(forwarded.response, None, &app.shutdown),
+        Err(response) => response,
     };
     let response = match access::needs_list_filter(app, parsed) {
         Some(method) => access::filter_list(app, ctx, &method, response).await,
@@ -261,6 +243,7 @@ async fn modern(
 
 async fn legacy(
     app: &Arc<AppState>,
+    group: &Arc<UpstreamGroup>,
     ctx: &mut CallContext,
     parts: &Parts,
     bytes: Bytes,
@@ -313,10 +296,10 @@ async fn legacy(
             Ok(admitted) => admitted,
             Err(response) => return response,
         };
-        return admitted.finish(initialize(app, ctx, parts, bytes, parsed).await);
+        return admitted.finish(initialize(app, group, ctx, parts, bytes, parsed).await);
     }
 
-    let session = match app.session_for(&parts.headers) {
+    let session = match app.session_for(group, &parts.headers) {
         Ok(session) => session,
         Err(SessionLookupError::Missing) => {
             return reject::for_body(
@@ -351,31 +334,37 @@ async fn legacy(
     };
     let response = match &session.upstream {
         SessionUpstream::Http { upstream_session } => {
-            let UpstreamKind::Http(upstream) = &app.upstream else {
-                unreachable!("HTTP sessions exist only with an HTTP upstream");
+            let outgoing = Outgoing {
+                method: Method::POST,
+                headers: &parts.headers,
+                session: upstream_session.as_ref(),
+                body: bytes,
+                initialize_id: None,
             };
-            let started = Instant::now();
-            match upstream
-                .send(
-                    Method::POST,
-                    &parts.headers,
-                    upstream_session.as_ref(),
-                    Body::from(bytes),
-                )
-                .await
-            {
-                Ok(response) => {
-                    app.metrics.observe_upstream_latency(started.elapsed());
-                    if response.status() == StatusCode::NOT_FOUND {
+            let sent = forward::send(
+                app,
+                &session.group,
+                ctx,
+                Some(parsed),
+                Some(session.replica),
+                outgoing,
+            )
+            .await;
+            match sent {
+                Ok(forwarded) => {
+                    if forwarded.response.status() == StatusCode::NOT_FOUND {
                         // The upstream forgot its session, so the proxy's session is dead too.
                         app.sessions.remove(&session.id);
                     }
-                    relay_response(response, None, &app.shutdown)
+                    relay_response(forwarded.response, None, &app.shutdown)
                 }
-                Err(error) => upstream_failure(app, ctx, &error, Some(parsed)),
+                Err(response) => response,
             }
         }
-        SessionUpstream::Stdio(child) => stdio_messages(app, ctx, child, parsed, &bytes).await,
+        SessionUpstream::Stdio(child) => {
+            let timeout = session.group.member(session.replica).request_timeout;
+            stdio_messages(app, ctx, child, parsed, &bytes, timeout).await
+        }
     };
     let response = match access::needs_list_filter(app, parsed) {
         Some(method) => access::filter_list(app, ctx, &method, response).await,
@@ -439,6 +428,7 @@ fn session_not_found(parsed: &JsonRpcBody) -> Response {
 
 async fn initialize(
     app: &Arc<AppState>,
+    group: &Arc<UpstreamGroup>,
     ctx: &mut CallContext,
     parts: &Parts,
     bytes: Bytes,
@@ -450,62 +440,47 @@ async fn initialize(
         .clone()
         .unwrap_or_else(|| mcp::DEFAULT_LEGACY_VERSION.to_owned());
     let subject = ctx.subject().map(str::to_owned);
-    let started = Instant::now();
-
-    let (session, response) = match &app.upstream {
-        UpstreamKind::Http(upstream) => {
-            let response = match upstream
-                .send(Method::POST, &parts.headers, None, Body::from(bytes))
-                .await
-            {
-                Ok(response) => response,
-                Err(error) => return upstream_failure(app, ctx, &error, Some(parsed)),
-            };
-            app.metrics.observe_upstream_latency(started.elapsed());
-            if !response.status().is_success() {
-                return relay_response(response, None, &app.shutdown);
-            }
-            let upstream_session = response.headers().get(mcp::HEADER_SESSION_ID).cloned();
-            let session = Session::new(
-                version,
-                SessionUpstream::Http { upstream_session },
-                subject,
-                ctx.client_ip,
-            );
-            let session = Arc::new(session);
-            let response = relay_response(response, Some(&session.id), &app.shutdown);
-            (session, response)
+    let outgoing = Outgoing {
+        method: Method::POST,
+        headers: &parts.headers,
+        session: None,
+        body: bytes,
+        initialize_id: Some(serde_json::to_value(&message.id).expect("ids serialize")),
+    };
+    let forwarded = match forward::send(app, group, ctx, Some(parsed), None, outgoing).await {
+        Ok(forwarded) => forwarded,
+        Err(response) => return response,
+    };
+    let index = forwarded.index;
+    let (upstream, mut response) = match forwarded.child {
+        Some(child) => (SessionUpstream::Stdio(child), forwarded.response),
+        // A stdio replica that refused the session answered with its error.
+        None if matches!(group.member(index).kind, UpstreamKind::Stdio { .. }) => {
+            return forwarded.response;
         }
-        UpstreamKind::Stdio { argv, .. } => {
-            let child = match StdioChild::spawn(argv, Box::new(|_| {})) {
-                Ok(child) => child,
-                Err(error) => return upstream_failure(app, ctx, &error, Some(parsed)),
-            };
-            let id = serde_json::to_value(&message.id).expect("ids serialize");
-            let answer = match child.call(bytes, Some(&id), app.request_timeout).await {
-                Ok(Some(answer)) => answer,
-                Ok(None) => unreachable!("initialize is a request"),
-                Err(error) => {
-                    child.kill();
-                    return upstream_failure(app, ctx, &error, Some(parsed));
-                }
-            };
-            app.metrics.observe_upstream_latency(started.elapsed());
-            if answer.get("result").is_none() {
-                child.kill();
-                return reject::json_response(StatusCode::OK, &answer);
-            }
-            let session = Arc::new(Session::new(
-                version,
-                SessionUpstream::Stdio(child),
-                subject,
-                ctx.client_ip,
-            ));
-            let mut response = reject::json_response(StatusCode::OK, &answer);
-            super::set_session_header(&mut response, &session.id);
-            (session, response)
+        None if !forwarded.response.status().is_success() => {
+            return relay_response(forwarded.response, None, &app.shutdown);
+        }
+        None => {
+            let upstream_session = forwarded
+                .response
+                .headers()
+                .get(mcp::HEADER_SESSION_ID)
+                .cloned();
+            (
+                SessionUpstream::Http { upstream_session },
+                relay_response(forwarded.response, None, &app.shutdown),
+            )
         }
     };
+    let session = Arc::new(Session::new(
+        version,
+        upstream,
+        (Arc::clone(group), index),
+        subject,
+        ctx.client_ip,
+    ));
+    super::set_session_header(&mut response, &session.id);
 
     if let Err(full) = app.sessions.insert(Arc::clone(&session)) {
         session.end_upstream();
@@ -547,6 +522,7 @@ async fn stdio_messages(
     child: &StdioChild,
     parsed: &JsonRpcBody,
     bytes: &Bytes,
+    timeout: Duration,
 ) -> Response {
     let lines: Vec<Value> = if parsed.is_batch() {
         match serde_json::from_slice(bytes) {
@@ -576,7 +552,7 @@ async fn stdio_messages(
             MessageKind::Request => Some(serde_json::to_value(&message.id).expect("ids serialize")),
             _ => None,
         };
-        match child.call(line, id.as_ref(), app.request_timeout).await {
+        match child.call(line, id.as_ref(), timeout).await {
             Ok(Some(answer)) => answers.push(answer),
             Ok(None) => {}
             Err(error) => return upstream_failure(app, ctx, &error, Some(parsed)),

@@ -14,14 +14,16 @@ use shadowcat_audit::RejectReason;
 use shadowcat_core::{CallContext, error_codes};
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::forward::{self, Outgoing};
 use super::post::guard_rejection;
-use super::{AppState, SessionLookupError, reject, relay_response, upstream_failure};
+use super::{AppState, SessionLookupError, reject, relay_response};
 use crate::session::{Session, SessionUpstream};
-use crate::upstream::UpstreamKind;
+use crate::upstream::{UpstreamGroup, UpstreamKind};
 
 /// Runs the guard and authentication, then finds the session a GET or DELETE names.
 async fn lookup(
     app: &AppState,
+    group: &Arc<UpstreamGroup>,
     ctx: &mut CallContext,
     headers: &http::HeaderMap,
 ) -> Result<Arc<Session>, Response> {
@@ -29,33 +31,35 @@ async fn lookup(
         return Err(guard_rejection(rejection));
     }
     super::access::authenticate(app, ctx, headers, None).await?;
-    app.session_for(headers).map_err(|error| match error {
-        SessionLookupError::Missing => reject::single(
-            RejectReason::BadInput,
-            StatusCode::BAD_REQUEST,
-            None,
-            error_codes::INVALID_REQUEST,
-            "missing Mcp-Session-Id header: GET and DELETE need a legacy session",
-            None,
-        ),
-        SessionLookupError::Unknown => reject::single(
-            RejectReason::SessionNotFound,
-            StatusCode::NOT_FOUND,
-            None,
-            error_codes::SESSION_NOT_FOUND,
-            "session not found: it is unknown or has ended; send initialize to start a new one",
-            None,
-        ),
-    })
+    app.session_for(group, headers)
+        .map_err(|error| match error {
+            SessionLookupError::Missing => reject::single(
+                RejectReason::BadInput,
+                StatusCode::BAD_REQUEST,
+                None,
+                error_codes::INVALID_REQUEST,
+                "missing Mcp-Session-Id header: GET and DELETE need a legacy session",
+                None,
+            ),
+            SessionLookupError::Unknown => reject::single(
+                RejectReason::SessionNotFound,
+                StatusCode::NOT_FOUND,
+                None,
+                error_codes::SESSION_NOT_FOUND,
+                "session not found: it is unknown or has ended; send initialize to start a new one",
+                None,
+            ),
+        })
 }
 
 /// Opens the session's server-to-client event stream, passing `Last-Event-ID` through.
 pub(super) async fn get(
     app: &Arc<AppState>,
+    group: &Arc<UpstreamGroup>,
     mut ctx: CallContext,
     request: Request,
 ) -> (Response, CallContext) {
-    let session = match lookup(app, &mut ctx, request.headers()).await {
+    let session = match lookup(app, group, &mut ctx, request.headers()).await {
         Ok(session) => session,
         Err(response) => return (response, ctx),
     };
@@ -75,20 +79,25 @@ pub(super) async fn get(
 
     let response = match &session.upstream {
         SessionUpstream::Http { upstream_session } => {
-            let UpstreamKind::Http(upstream) = &app.upstream else {
-                unreachable!("HTTP sessions exist only with an HTTP upstream");
+            let outgoing = Outgoing {
+                method: Method::GET,
+                headers: request.headers(),
+                session: upstream_session.as_ref(),
+                body: Bytes::new(),
+                initialize_id: None,
             };
-            match upstream
-                .send(
-                    Method::GET,
-                    request.headers(),
-                    upstream_session.as_ref(),
-                    Body::empty(),
-                )
-                .await
-            {
-                Ok(response) => relay_response(response, None, &app.shutdown),
-                Err(error) => upstream_failure(app, &ctx, &error, None),
+            let sent = forward::send(
+                app,
+                &session.group,
+                &ctx,
+                None,
+                Some(session.replica),
+                outgoing,
+            )
+            .await;
+            match sent {
+                Ok(forwarded) => relay_response(forwarded.response, None, &app.shutdown),
+                Err(response) => response,
             }
         }
         SessionUpstream::Stdio(child) => {
@@ -132,10 +141,11 @@ pub(super) async fn get(
 /// child is stopped) and the proxy drops the id, so later requests get `404`.
 pub(super) async fn delete(
     app: &Arc<AppState>,
+    group: &Arc<UpstreamGroup>,
     mut ctx: CallContext,
     request: Request,
 ) -> (Response, CallContext) {
-    let session = match lookup(app, &mut ctx, request.headers()).await {
+    let session = match lookup(app, group, &mut ctx, request.headers()).await {
         Ok(session) => session,
         Err(response) => return (response, ctx),
     };
@@ -144,9 +154,12 @@ pub(super) async fn delete(
 
     match &session.upstream {
         SessionUpstream::Http { upstream_session } => {
-            if let (UpstreamKind::Http(upstream), Some(upstream_session)) =
-                (&app.upstream, upstream_session)
-            {
+            // Ending a session bypasses the breaker: the replica holds state that
+            // should be released whenever it can be reached.
+            if let (UpstreamKind::Http(upstream), Some(upstream_session)) = (
+                &session.group.member(session.replica).kind,
+                upstream_session,
+            ) {
                 match upstream
                     .send(
                         Method::DELETE,

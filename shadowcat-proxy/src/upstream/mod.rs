@@ -1,5 +1,6 @@
 //! The MCP servers behind the proxy: Streamable HTTP endpoints and stdio commands.
 
+pub mod group;
 pub mod http;
 pub mod resilience;
 pub mod stdio;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use shadowcat_core::mcp::{self, Era};
 
+pub use self::group::{Attempt, Member, Routes, UpstreamGroup};
 pub use self::http::HttpUpstream;
 pub use self::stdio::{StdioChild, StdioPool};
 

@@ -2,6 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod replica;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shadowcat_proxy::config::{CommandLine, Config};
 use shadowcat_proxy::server::Proxy;
+use shadowcat_proxy::upstream::resilience::SharedClock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -47,9 +50,16 @@ impl Drop for RunningProxy {
 }
 
 /// Starts the proxy with `config`, on an ephemeral loopback port.
-pub async fn start_proxy(mut config: Config) -> RunningProxy {
+pub async fn start_proxy(config: Config) -> RunningProxy {
+    start_proxy_with_clock(config, SharedClock::default()).await
+}
+
+/// Starts the proxy with `config` and the clock its breakers and budgets read.
+pub async fn start_proxy_with_clock(mut config: Config, clock: SharedClock) -> RunningProxy {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    let proxy = Proxy::bind(&config).await.expect("proxy binds");
+    let proxy = Proxy::bind_with_clock(&config, clock)
+        .await
+        .expect("proxy binds");
     let addr = proxy.local_addr();
     let admin = proxy.admin_addr();
     let state = Arc::clone(proxy.state());

@@ -275,6 +275,37 @@ impl<C: Clock + Clone> Balancer<C> {
         })
     }
 
+    /// Admits a request to replica `index` through its breaker alone, for requests bound
+    /// to one replica such as those of a legacy session. Health marks and ejection do
+    /// not apply: the request has nowhere else to go.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`NoReplica`] with the breaker's retry hint while it rejects requests.
+    ///
+    /// # Panics
+    ///
+    /// Panics when `index` is out of range.
+    pub fn acquire(&self, index: usize) -> Result<ReplicaGuard<C>, NoReplica> {
+        match self.shared.replicas[index].breaker.acquire_ticket() {
+            Ok(ticket) => Ok(self.admit(index, ticket)),
+            Err(open) => Err(NoReplica {
+                retry_after: Some(open.retry_after),
+            }),
+        }
+    }
+
+    /// Returns whether replica `index` may take new requests now: not marked unhealthy,
+    /// not ejected, and its breaker admitting requests.
+    ///
+    /// # Panics
+    ///
+    /// Panics when `index` is out of range.
+    pub fn is_available(&self, index: usize) -> bool {
+        let now = self.shared.clock.now();
+        self.shared.availability(index, now, None).is_ok()
+    }
+
     fn admit(&self, index: usize, ticket: Ticket) -> ReplicaGuard<C> {
         self.shared.replicas[index]
             .in_flight

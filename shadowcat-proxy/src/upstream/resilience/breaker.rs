@@ -53,6 +53,9 @@ pub struct Transition {
     pub to: BreakerState,
     /// How long the breaker stays open, set only when `to` is [`BreakerState::Open`].
     pub open_for: Option<Duration>,
+    /// The failures that opened the breaker: those in the window when it tripped from
+    /// closed, 1 for a failed half-open probe, 0 when `to` is not open.
+    pub failures: u32,
 }
 
 /// A callback run on every state change, after the breaker's lock is released.
@@ -296,7 +299,8 @@ impl<C: Clock> CircuitBreaker<C> {
                 let requests = failures + inner.counts.total(now, SUCCESSES);
                 let tripped = failures >= u64::from(self.config.failure_threshold.get())
                     && requests >= u64::from(self.config.min_requests.get());
-                tripped.then(|| self.open(inner, now))
+                let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+                tripped.then(|| self.open(inner, now, failures))
             }
         }
     }
@@ -310,7 +314,7 @@ impl<C: Clock> CircuitBreaker<C> {
         inner.probes_out -= 1;
         match failed {
             None => None,
-            Some(true) => Some(self.open(inner, now)),
+            Some(true) => Some(self.open(inner, now, 1)),
             Some(false) => {
                 inner.probe_successes += 1;
                 if inner.probe_successes < self.config.half_open_probes.get() {
@@ -323,11 +327,13 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// Opens the breaker for the next backoff step.
-    fn open(&self, inner: &mut Inner, now: Instant) -> Transition {
+    fn open(&self, inner: &mut Inner, now: Instant, failures: u32) -> Transition {
         inner.trips = inner.trips.saturating_add(1);
         let open_for = self.open_duration(inner.trips, &mut inner.rng);
         inner.open_until = now + open_for;
-        inner.enter(BreakerState::Open, Some(open_for))
+        let mut transition = inner.enter(BreakerState::Open, Some(open_for));
+        transition.failures = failures;
+        transition
     }
 
     /// Computes `open_base * 2^(trips - 1)`, capped at `open_max`, then shortened by a
@@ -364,7 +370,12 @@ impl Inner {
         self.counts.clear();
         self.probes_out = 0;
         self.probe_successes = 0;
-        Transition { from, to, open_for }
+        Transition {
+            from,
+            to,
+            open_for,
+            failures: 0,
+        }
     }
 }
 

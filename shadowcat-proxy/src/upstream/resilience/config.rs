@@ -25,7 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 /// One `[[upstreams]]` entry: a named group of replicas serving the same MCP server.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// The group's name, used in logs, metrics and audit records.
@@ -60,12 +60,16 @@ pub enum BalancePolicy {
     LeastRequests,
 }
 
-/// One replica of an upstream group.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One replica of an upstream group: a Streamable HTTP endpoint or a stdio command.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
-    /// The replica's Streamable HTTP endpoint.
-    pub url: String,
+    /// The replica's Streamable HTTP endpoint. Exactly one of `url` and `command`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The replica's stdio command line, as a string or a list of arguments.
+    #[serde(default)]
+    pub command: Option<crate::config::CommandLine>,
     /// The replica's share of traffic relative to the others. Defaults to 1.
     #[serde(default = "one")]
     pub weight: NonZeroU32,
@@ -75,6 +79,21 @@ pub struct MemberConfig {
     /// The limit on a whole request, excluding streamed responses. Defaults to 30s.
     #[serde(default = "default_request_timeout", deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// The credential the proxy presents to this replica. Defaults to none.
+    #[serde(default)]
+    pub auth: crate::auth::UpstreamCredentialConfig,
+}
+
+impl MemberConfig {
+    /// Returns the replica's name in logs, metrics and audit records: its URL, or the
+    /// program of its command.
+    pub fn display_name(&self) -> String {
+        match (&self.url, &self.command) {
+            (Some(url), _) => url.clone(),
+            (None, Some(command)) => command.argv().first().cloned().unwrap_or_default(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// Circuit breaker settings, per replica.
@@ -220,13 +239,40 @@ impl UpstreamConfig {
 
 impl MemberConfig {
     fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
-        let scheme_ok = self.url.starts_with("http://") || self.url.starts_with("https://");
-        if !scheme_ok || self.url.parse::<http::Uri>().is_err() {
-            return Err(invalid(
-                &format!("{prefix}.url"),
-                &self.url,
-                "must be an http:// or https:// URL",
-            ));
+        match (&self.url, &self.command) {
+            (Some(url), None) => {
+                // The upstream client speaks plain HTTP only; TLS is not built in.
+                if !url.starts_with("http://") || url.parse::<http::Uri>().is_err() {
+                    return Err(invalid(
+                        &format!("{prefix}.url"),
+                        url,
+                        "must be an http:// URL (TLS upstreams are not supported)",
+                    ));
+                }
+            }
+            (None, Some(command)) => {
+                if command.argv().is_empty() {
+                    return Err(invalid(
+                        &format!("{prefix}.command"),
+                        "\"\"",
+                        "must name a program",
+                    ));
+                }
+            }
+            (Some(url), Some(_)) => {
+                return Err(invalid(
+                    &format!("{prefix}.command"),
+                    url,
+                    "set either url or command, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    prefix,
+                    "{}",
+                    "set url (Streamable HTTP) or command (stdio)",
+                ));
+            }
         }
         non_zero_duration(&format!("{prefix}.connect_timeout"), self.connect_timeout)?;
         non_zero_duration(&format!("{prefix}.request_timeout"), self.request_timeout)

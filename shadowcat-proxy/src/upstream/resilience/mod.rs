@@ -66,6 +66,47 @@ impl Clock for SystemClock {
     }
 }
 
+/// Tokio's clock: the system's monotonic time, or the runtime's paused time in tests
+/// that pause it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+/// A clock chosen at run time and shared by every breaker, balancer and budget of the
+/// proxy.
+#[derive(Clone)]
+pub struct SharedClock(Arc<dyn Clock>);
+
+impl SharedClock {
+    /// Wraps `clock`.
+    pub fn new(clock: impl Clock) -> Self {
+        Self(Arc::new(clock))
+    }
+}
+
+impl Default for SharedClock {
+    fn default() -> Self {
+        Self::new(TokioClock)
+    }
+}
+
+impl Clock for SharedClock {
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+}
+
+impl std::fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedClock")
+    }
+}
+
 /// A clock that moves only when [`ManualClock::advance`] is called.
 ///
 /// Clones share the same time, so a test keeps one handle and gives clones to the
