@@ -651,6 +651,8 @@ mod tests {
         assert!(config.auth.is_some());
         assert!(config.policy.is_some());
         assert!(config.ratelimit.is_some());
+        assert_eq!(config.upstreams.len(), 1);
+        assert_eq!(config.route_table().len(), 2);
     }
 
     #[test]
