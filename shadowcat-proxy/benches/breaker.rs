@@ -50,8 +50,8 @@ fn balancer_pick(c: &mut Criterion) {
     }
 }
 
-/// The whole upstream-selection stage as a request pays for it: retry budget, balancer
-/// pick, breaker admission, latency sample and outcome, on the proxy's shared clock.
+/// Measures the whole upstream-selection stage as a request pays for it: retry budget,
+/// balancer pick, breaker admission, latency sample and outcome, on the shared clock.
 fn group_pick(c: &mut Criterion) {
     let config = Config::parse(
         r#"

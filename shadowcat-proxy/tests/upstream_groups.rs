@@ -466,3 +466,30 @@ async fn stdio_replicas_serve_both_eras() {
     legacy.cancel().await.unwrap();
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn spent_retry_budget_stops_retries() {
+    let mut replicas = [Replica::start(), Replica::start()];
+    let config = group_config(
+        "round_robin",
+        &[(&replicas[0], 1), (&replicas[1], 1)],
+        "[upstreams.retry]\nbudget_ratio = 0.0\nmin_per_second = 0\n",
+    );
+    let proxy = start(config, &ManualClock::new()).await;
+    let client = raw_client();
+    replicas[1].kill();
+
+    let mut statuses = Vec::new();
+    for id in 0..4 {
+        statuses.push(list_tools(&client, &proxy.url, id).await.status().as_u16());
+    }
+    // Round robin sends every second call to the dead replica, and with no budget the
+    // proxy returns its failure instead of trying the live one.
+    assert_eq!(statuses.iter().filter(|&&status| status == 502).count(), 2);
+    assert_eq!(statuses.iter().filter(|&&status| status == 200).count(), 2);
+    assert!(
+        metrics(&proxy)
+            .await
+            .contains("shadowcat_upstream_retries_total{group=\"tools\"} 0")
+    );
+}
