@@ -16,7 +16,7 @@ use shadowcat_core::{CallContext, JsonRpcBody, error_codes};
 use super::{AppState, reject, upstream_failure};
 use crate::upstream::group::outcome_of;
 use crate::upstream::resilience::{NoReplica, is_failure, is_retry_safe};
-use crate::upstream::{Member, StdioChild, UpstreamError, UpstreamGroup, UpstreamKind};
+use crate::upstream::{Attempt, Member, StdioChild, UpstreamError, UpstreamGroup, UpstreamKind};
 
 /// The request to send upstream.
 pub(super) struct Outgoing<'a> {
@@ -53,7 +53,8 @@ pub(super) struct UpstreamName(pub Arc<str>);
 ///
 /// A failure is retried once, on a different replica, when the request could not have
 /// acted upstream (the connection failed) or its method is read-only, and the group's
-/// retry budget allows it.
+/// retry budget allows it. When no other replica is available, the first failure
+/// is returned.
 ///
 /// # Errors
 ///
@@ -67,72 +68,77 @@ pub(super) async fn send(
     bound: Option<usize>,
     outgoing: Outgoing<'_>,
 ) -> Result<Forwarded, Response> {
+    let chosen = match bound {
+        Some(index) => group.acquire(index),
+        None => group.pick(None),
+    };
+    let attempt = chosen.map_err(|none| unavailable(group, none, parsed))?;
+    let (mut index, mut result) = attempt_once(app, group, attempt, &outgoing).await;
+
     let method = parsed
         .filter(|body| !body.is_batch())
         .and_then(|body| body.messages()[0].method.as_deref());
-    let mut exclude = None;
-    loop {
-        let chosen = match bound {
-            Some(index) => group.acquire(index),
-            None => group.pick(exclude),
-        };
-        let attempt = match chosen {
-            Ok(attempt) => attempt,
-            Err(none) => return Err(unavailable(group, none, parsed)),
-        };
-        let index = attempt.index();
-        let member = group.member(index);
-        let started = Instant::now();
-        let result = call(member, &outgoing).await;
-        // NOTE: the outcome is taken at the response headers. A stream that breaks later
-        // does not count against the replica, and its in-flight count ends here too.
-        let outcome = outcome_of(result.as_ref().map(|(response, _)| response.status()));
-        attempt.finish(&outcome);
-
-        let failed = is_failure(&outcome);
-        let connect_failed = matches!(result, Err(UpstreamError::Unreachable(_)));
-        let retry = failed
-            && bound.is_none()
-            && exclude.is_none()
-            && is_retry_safe(method.unwrap_or_default(), !connect_failed)
-            && group.try_retry();
-        if retry {
-            tracing::info!(
-                request_id = %ctx.request_id,
-                group = %group.name,
-                upstream = %member.name,
-                ?outcome,
-                "retrying on another replica"
-            );
-            exclude = Some(index);
-            continue;
-        }
-        return match result {
-            Ok((response, child)) => {
-                app.metrics.observe_upstream_latency(started.elapsed());
-                Ok(Forwarded {
-                    index,
-                    response,
-                    child,
-                })
-            }
-            Err(error) => {
-                let mut response = upstream_failure(app, ctx, &error, parsed);
-                response
-                    .extensions_mut()
-                    .insert(UpstreamName(Arc::clone(&member.name)));
-                Err(response)
-            }
-        };
+    let failed = is_failure(&outcome_of(status_of(&result)));
+    let sent_any_byte = !matches!(result, Err(UpstreamError::Unreachable(_)));
+    let may_retry =
+        failed && bound.is_none() && is_retry_safe(method.unwrap_or_default(), sent_any_byte);
+    if may_retry
+        && let Ok(second) = group.pick(Some(index))
+        && group.try_retry()
+    {
+        tracing::info!(
+            request_id = %ctx.request_id,
+            group = %group.name,
+            upstream = %group.member(index).name,
+            "retrying on another replica"
+        );
+        (index, result) = attempt_once(app, group, second, &outgoing).await;
     }
+
+    match result {
+        Ok((response, child)) => Ok(Forwarded {
+            index,
+            response,
+            child,
+        }),
+        Err(error) => {
+            let mut response = upstream_failure(app, ctx, &error, parsed);
+            response
+                .extensions_mut()
+                .insert(UpstreamName(Arc::clone(&group.member(index).name)));
+            Err(response)
+        }
+    }
+}
+
+type CallResult = Result<(Response, Option<Arc<StdioChild>>), UpstreamError>;
+
+fn status_of(result: &CallResult) -> Result<StatusCode, &UpstreamError> {
+    result.as_ref().map(|(response, _)| response.status())
+}
+
+/// Sends the request to the attempt's replica and records the outcome in its breaker.
+async fn attempt_once(
+    app: &AppState,
+    group: &UpstreamGroup,
+    attempt: Attempt,
+    outgoing: &Outgoing<'_>,
+) -> (usize, CallResult) {
+    let index = attempt.index();
+    let started = Instant::now();
+    let result = call(group.member(index), outgoing).await;
+    // NOTE: the outcome is taken at the response headers. A stream that breaks later
+    // does not count against the replica, and its in-flight count ends here too.
+    attempt.finish(&outcome_of(status_of(&result)));
+    if result.is_ok() {
+        app.metrics.observe_upstream_latency(started.elapsed());
+    }
+    (index, result)
 }
 
 /// Sends one request to one replica. A stdio replica's JSON-RPC response becomes a JSON
 /// HTTP response, and a body that expects no response becomes `202`.
-async fn call(
-    member: &Member,
-    outgoing: &Outgoing<'_>,
-) -> Result<(Response, Option<Arc<StdioChild>>), UpstreamError> {
+async fn call(member: &Member, outgoing: &Outgoing<'_>) -> CallResult {
     let argv = match &member.kind {
         UpstreamKind::Http(http) => {
             let response = http
