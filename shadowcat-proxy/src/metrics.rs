@@ -72,10 +72,10 @@ impl ProxyMetrics {
     /// Records the time the upstream took to start its response.
     pub fn observe_upstream_latency(&self, latency: Duration) {
         let seconds = latency.as_secs_f64();
-        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        // Each sample is counted in its own bucket only; rendering adds them up into
+        // Prometheus's cumulative buckets.
+        if let Some(index) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.latency_buckets[index].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
@@ -100,11 +100,12 @@ impl ProxyMetrics {
 
         out.push_str("# HELP shadowcat_upstream_latency_seconds Time until the upstream starts its response.\n");
         out.push_str("# TYPE shadowcat_upstream_latency_seconds histogram\n");
+        let mut cumulative = 0;
         for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            cumulative += bucket.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "shadowcat_upstream_latency_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
+                "shadowcat_upstream_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
             );
         }
         let count = self.latency_count.load(Ordering::Relaxed);
@@ -152,6 +153,8 @@ mod tests {
         ));
         assert!(out.contains("shadowcat_upstream_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(out.contains("shadowcat_upstream_latency_seconds_bucket{le=\"0.0025\"} 0"));
+        // Buckets are cumulative: a larger bound counts the same sample again.
+        assert!(out.contains("shadowcat_upstream_latency_seconds_bucket{le=\"0.01\"} 1"));
         assert!(out.contains("shadowcat_active_sessions 2"));
     }
 }
