@@ -394,7 +394,7 @@ async fn flood(
     let unloaded = run_on_own_thread(endpoint, template, steady_shape, steady_pace).await?;
     let (loaded, flooder) = tokio::join!(
         run_on_own_thread(endpoint, template, steady_shape, steady_pace),
-        load::run(endpoint, template, flood_shape, Pace::ClosedLoop),
+        run_on_own_thread(endpoint, template, flood_shape, Pace::ClosedLoop),
     );
     let flooder = flooder?;
     if flooder.error_statuses.get(&429).copied().unwrap_or(0) == 0 {
@@ -412,10 +412,10 @@ async fn flood(
 
 /// Runs one client on a single-threaded runtime of its own, on a dedicated thread.
 ///
-/// The steady client of the flood test runs this way, so that its requests and latency
-/// timestamps never wait in the run queue of the runtime that drives the flooder. On a
-/// shared runtime, the steady client's p99 would include the load generator's own
-/// scheduling delay behind the flooder's tasks, which no separate client machine has.
+/// Both clients of the flood test run this way. The steady client's requests and latency
+/// timestamps then never wait in a run queue behind the flooder's tasks, which no
+/// separate client machine would add to its p99. The flooder's own client-side work can
+/// take at most one of the machine's cores away from the proxy.
 async fn run_on_own_thread(
     endpoint: &Endpoint,
     template: &RequestTemplate,
