@@ -188,11 +188,11 @@ impl<C: Clock, S: KeyedStore> MultiTierLimiter<C, S> {
 
         let mut weights = Weights::default();
         for (method, weight) in &config.weights.methods {
-            let key = keys.hash(domain::METHOD, method.as_str());
+            let key = keys.hash(domain::METHOD, method);
             weights.methods.insert(key, weight.get());
         }
         for (tool, weight) in &config.weights.tools {
-            let key = keys.hash(domain::TOOL_NAME, tool.as_str());
+            let key = keys.hash(domain::TOOL_NAME, tool);
             weights.tools.insert(key, weight.get());
         }
 
@@ -232,7 +232,7 @@ impl<C: Clock, S: KeyedStore> MultiTierLimiter<C, S> {
             });
         };
         for (name, quota) in &tier_config.overrides {
-            state.add_override(keys.hash(domain, name.as_str()), quota);
+            state.add_override(keys.hash(domain, name), quota);
         }
         Ok(state)
     }

@@ -10,8 +10,8 @@
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use serde_json::{Value, json};
-use shadowcat_core::{Message, MessageKind, error_codes, error_response};
+use serde::Serialize;
+use shadowcat_core::{JsonRpcId, Message, MessageKind, error_codes};
 
 use crate::config::ResponseConfig;
 use crate::decision::{Allowed, CostTooHigh, Limited, Policy, Tier, whole_secs_up};
@@ -84,12 +84,12 @@ impl RejectionRenderer {
             "rate limit exceeded on tier {}; retry after {retry_secs} s",
             limited.tier
         );
-        let data = json!({
-            "tier": limited.tier.as_str(),
-            "retry_after_ms": retry_ms,
-            "limit": limited.policy.map(policy_json),
-            "retryable": true,
-        });
+        let data = LimitedData {
+            limit: limited.policy.map(PolicyData::from),
+            retry_after_ms: retry_ms,
+            retryable: true,
+            tier: limited.tier.as_str(),
+        };
 
         let mut response = self.json_rpc_errors(
             StatusCode::TOO_MANY_REQUESTS,
@@ -122,12 +122,12 @@ impl RejectionRenderer {
             "request cost {} exceeds the burst of {} on tier {}; split the batch or ask the operator to raise the burst",
             rejection.cost, rejection.policy.burst, rejection.tier
         );
-        let data = json!({
-            "tier": rejection.tier.as_str(),
-            "cost": rejection.cost,
-            "limit": policy_json(rejection.policy),
-            "retryable": false,
-        });
+        let data = CostTooHighData {
+            cost: rejection.cost,
+            limit: PolicyData::from(rejection.policy),
+            retryable: false,
+            tier: rejection.tier.as_str(),
+        };
 
         let mut response = self.json_rpc_errors(
             StatusCode::BAD_REQUEST,
@@ -144,38 +144,118 @@ impl RejectionRenderer {
         response
     }
 
-    fn json_rpc_errors(
+    /// Builds the response with one JSON-RPC error per request in `messages`.
+    ///
+    /// The body is serialized from typed structs, without building a `serde_json::Value`
+    /// first, because under a flood this runs for every rejected request.
+    fn json_rpc_errors<D: Serialize>(
         &self,
         status: StatusCode,
         user_agent: Option<&str>,
         messages: &[Message],
         batch: bool,
         message: &str,
-        data: &Value,
+        data: &D,
     ) -> Response<Vec<u8>> {
-        let error = |id| error_response(id, error_codes::RATE_LIMITED, message, Some(data.clone()));
+        let error = |id| ErrorResponse {
+            error: ErrorObject {
+                code: error_codes::RATE_LIMITED,
+                data,
+                message,
+            },
+            id,
+            jsonrpc: "2.0",
+        };
         let mut requests = messages
             .iter()
             .filter(|message| message.kind == MessageKind::Request);
 
         let body = if messages.is_empty() {
-            Some(error(None))
+            serde_json::to_vec(&error(None))
         } else if batch {
-            let errors: Vec<Value> = requests.map(|request| error(request.id.as_ref())).collect();
-            (!errors.is_empty()).then_some(Value::Array(errors))
+            let errors: Vec<_> = requests.map(|request| error(request.id.as_ref())).collect();
+            if errors.is_empty() {
+                Ok(Vec::new())
+            } else {
+                serde_json::to_vec(&errors)
+            }
         } else {
-            requests.next().map(|request| error(request.id.as_ref()))
+            match requests.next() {
+                Some(request) => serde_json::to_vec(&error(request.id.as_ref())),
+                None => Ok(Vec::new()),
+            }
         };
+        // Serializing these structs to a `Vec` has no failing case: every map key is a
+        // fixed string and every value a string, a number, a boolean, null or a JSON-RPC
+        // id.
+        let body = body.unwrap_or_default();
 
         let mut response = Response::new(Vec::new());
         *response.status_mut() = self.status_for(status, user_agent);
-        if let Some(body) = body {
-            *response.body_mut() = body.to_string().into_bytes();
+        if !body.is_empty() {
+            *response.body_mut() = body;
             response
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         response
+    }
+}
+
+// The body structs list their fields in alphabetical order, the order in which a
+// `serde_json::Value` map prints its keys, so the body is the same as the one
+// `shadowcat_core::error_response` builds. The `body_bytes_match_value_rendering` test
+// checks this.
+
+/// A JSON-RPC error response.
+#[derive(Serialize)]
+struct ErrorResponse<'a, D> {
+    error: ErrorObject<'a, D>,
+    id: Option<&'a JsonRpcId>,
+    jsonrpc: &'static str,
+}
+
+/// The `error` member of a JSON-RPC error response.
+#[derive(Serialize)]
+struct ErrorObject<'a, D> {
+    code: i32,
+    data: &'a D,
+    message: &'a str,
+}
+
+/// The `data` of a rate or concurrency rejection.
+#[derive(Serialize)]
+struct LimitedData {
+    limit: Option<PolicyData>,
+    retry_after_ms: u64,
+    retryable: bool,
+    tier: &'static str,
+}
+
+/// The `data` of a request whose cost exceeds a tier's burst.
+#[derive(Serialize)]
+struct CostTooHighData {
+    cost: u32,
+    limit: PolicyData,
+    retryable: bool,
+    tier: &'static str,
+}
+
+/// A tier's quota in a rejection's `data`.
+#[derive(Serialize)]
+struct PolicyData {
+    burst: u32,
+    per_seconds: u64,
+    requests: u32,
+}
+
+impl From<Policy> for PolicyData {
+    fn from(policy: Policy) -> Self {
+        Self {
+            burst: policy.burst.get(),
+            per_seconds: whole_secs_up(policy.per),
+            requests: policy.requests.get(),
+        }
     }
 }
 
@@ -205,20 +285,13 @@ pub fn remaining_value(tier: Tier, remaining: u32, seconds: u64) -> HeaderValue 
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"limit\""))
 }
 
-fn policy_json(policy: Policy) -> Value {
-    json!({
-        "requests": policy.requests.get(),
-        "per_seconds": whole_secs_up(policy.per),
-        "burst": policy.burst.get(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::num::NonZeroU32;
     use std::time::Duration;
 
-    use shadowcat_core::JsonRpcBody;
+    use serde_json::{Value, json};
+    use shadowcat_core::{JsonRpcBody, error_response};
 
     use super::*;
     use crate::decision::{LimitKey, LimitReason, TierStatus};
@@ -273,6 +346,33 @@ mod tests {
         assert_eq!(json["error"]["data"]["tier"], "ip");
         assert_eq!(json["error"]["data"]["limit"]["requests"], 100);
         assert_eq!(json["error"]["data"]["limit"]["burst"], 20);
+    }
+
+    #[test]
+    fn body_bytes_match_value_rendering() {
+        // The typed structs must print the bytes of the `serde_json::Value` that
+        // `error_response` builds, so clients see the same body as before.
+        let body = parse(r#"{"jsonrpc":"2.0","id":"a-1","method":"tools/list"}"#);
+        let limited = limited(Duration::from_millis(6_200));
+        let response = RejectionRenderer::default().limited(&limited, body.messages(), false, None);
+
+        let data = json!({
+            "tier": "ip",
+            "retry_after_ms": 6200,
+            "limit": {"requests": 100, "per_seconds": 60, "burst": 20},
+            "retryable": true,
+        });
+        let message = "rate limit exceeded on tier ip; retry after 7 s";
+        let expected = error_response(
+            body.messages()[0].id.as_ref(),
+            error_codes::RATE_LIMITED,
+            message,
+            Some(data),
+        );
+        assert_eq!(
+            String::from_utf8(response.body().clone()).unwrap(),
+            expected.to_string()
+        );
     }
 
     #[test]

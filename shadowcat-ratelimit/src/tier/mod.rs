@@ -124,9 +124,19 @@ impl<S: KeyedStore> TierState<S> {
         self.overrides.insert(key, entry);
     }
 
+    /// Returns the override bucket of `key`, skipping the map lookup on the usual tier
+    /// without overrides.
+    #[inline]
+    fn override_for(&self, key: u64) -> Option<&Override> {
+        if self.overrides.is_empty() {
+            return None;
+        }
+        self.overrides.get(&key)
+    }
+
     /// Returns the policy that applies to `key`.
     pub(crate) fn policy(&self, key: u64) -> Policy {
-        match self.overrides.get(&key) {
+        match self.override_for(key) {
             Some(entry) => entry.gcra.policy(),
             None => self.gcra.policy(),
         }
@@ -136,7 +146,7 @@ impl<S: KeyedStore> TierState<S> {
     pub(crate) fn probe(&self, key: u64, cost: u32, now: u64) -> Probe {
         let (gcra, tat, overflow) = if !self.keyed {
             (&self.gcra, read_tat(&self.shared), false)
-        } else if let Some(entry) = self.overrides.get(&key) {
+        } else if let Some(entry) = self.override_for(key) {
             (&entry.gcra, read_tat(&entry.cell), false)
         } else {
             match self.store.peek(key) {
@@ -178,7 +188,7 @@ impl<S: KeyedStore> TierState<S> {
             let tat = update_tat(&self.shared, test(&self.gcra, false))?;
             return Ok(self.applied(CellRef::Shared, tat, self.gcra));
         }
-        if let Some(entry) = self.overrides.get(&key) {
+        if let Some(entry) = self.override_for(key) {
             let tat = update_tat(&entry.cell, test(&entry.gcra, false))?;
             return Ok(self.applied(CellRef::Override(key), tat, entry.gcra));
         }
