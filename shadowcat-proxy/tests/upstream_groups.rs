@@ -493,3 +493,30 @@ async fn spent_retry_budget_stops_retries() {
             .contains("shadowcat_upstream_retries_total{group=\"tools\"} 0")
     );
 }
+
+#[tokio::test]
+async fn group_eras_survive_one_rejecting_replica() {
+    let replicas = [Replica::start(), Replica::start()];
+    let config = group_config("round_robin", &[(&replicas[0], 1), (&replicas[1], 1)], "");
+    let proxy = start(config, &ManualClock::new()).await;
+    let group = Arc::clone(group(&proxy));
+    let modern = shadowcat_core::mcp::Era::Modern;
+
+    replicas[0].set_mode(Mode::BadRequest);
+    group.check_health().await;
+    assert_eq!(group.eras.supports(modern), Some(true));
+    assert!(
+        group.member(0).is_healthy(),
+        "a 4xx shows the replica is up"
+    );
+
+    // Every replica rejecting the probe reads as a legacy-only server...
+    replicas[1].set_mode(Mode::BadRequest);
+    group.check_health().await;
+    assert_eq!(group.eras.supports(modern), Some(false));
+
+    // ...and the next round that lists the modern era brings it back.
+    replicas[0].set_mode(Mode::Serve);
+    group.check_health().await;
+    assert_eq!(group.eras.supports(modern), Some(true));
+}

@@ -295,30 +295,29 @@ impl UpstreamGroup {
         }
     }
 
-    /// Checks every replica once, concurrently: updates the group's eras, and for a
-    /// balanced group counts passes and failures against the health thresholds.
+    /// Checks every replica once, concurrently: updates the group's eras from what the
+    /// replicas report together, and for a balanced group counts passes and failures
+    /// against the health thresholds.
     pub async fn check_health(&self) {
         let timeout = self
             .resilience
             .as_ref()
             .map_or(super::PROBE_TIMEOUT, |resilience| resilience.health.timeout);
-        let legacy_only = self.eras.supports(shadowcat_core::mcp::Era::Modern) == Some(false);
         let results = join_all(
             self.members
                 .iter()
-                .map(|member| check(&member.kind, timeout, legacy_only)),
+                .map(|member| check(&member.kind, timeout)),
         )
         .await;
+        // Replicas serve the same MCP server, so one that rejects the probe with a 4xx
+        // does not hide the eras another one lists.
+        let mut reported: Option<(bool, bool)> = None;
         for (index, result) in results.into_iter().enumerate() {
             let member = &self.members[index];
             let passed = match result {
-                Ok(eras) => {
-                    if let Some((modern, legacy)) = eras {
-                        if !self.eras.is_known() {
-                            tracing::info!(group = %self.name, upstream = %member.name, modern, legacy, "upstream probed");
-                        }
-                        self.eras.set(modern, legacy);
-                    }
+                Ok((modern, legacy)) => {
+                    let (any_modern, any_legacy) = reported.unwrap_or_default();
+                    reported = Some((any_modern || modern, any_legacy || legacy));
                     true
                 }
                 Err(error) => {
@@ -329,6 +328,12 @@ impl UpstreamGroup {
             if let Some(resilience) = &self.resilience {
                 self.count_check(index, passed, resilience);
             }
+        }
+        if let Some((modern, legacy)) = reported {
+            if !self.eras.is_known() {
+                tracing::info!(group = %self.name, modern, legacy, "upstream probed");
+            }
+            self.eras.set(modern, legacy);
         }
     }
 
@@ -494,8 +499,13 @@ pub fn outcome_of(result: Result<http::StatusCode, &UpstreamError>) -> UpstreamO
     }
 }
 
-/// Sends one MCP-level check to a replica: `server/discover`, or `ping` once the group
-/// is known to serve the legacy era only. Returns the eras a discover result lists.
+/// Sends one MCP-level check to a replica, a `server/discover` request, and returns the
+/// eras it reports.
+///
+/// The same request checks servers of both eras. A legacy server that rejects the
+/// method or the version with a 4xx status is up and serves the legacy era only. A
+/// sessionless `ping` would prove no more, because stateful legacy servers reject it
+/// too.
 ///
 /// # Errors
 ///
@@ -504,12 +514,11 @@ pub fn outcome_of(result: Result<http::StatusCode, &UpstreamError>) -> UpstreamO
 pub async fn check(
     upstream: &UpstreamKind,
     timeout: Duration,
-    legacy_only: bool,
-) -> Result<Option<(bool, bool)>, UpstreamError> {
+) -> Result<(bool, bool), UpstreamError> {
     let http = match upstream {
         UpstreamKind::Stdio { pool, .. } => {
             let response = pool.discover(timeout).await?;
-            return Ok(Some(super::eras_from_discover(&response)));
+            return Ok(super::eras_from_discover(&response));
         }
         UpstreamKind::Http(http) => http,
     };
@@ -522,23 +531,15 @@ pub async fn check(
         header::ACCEPT,
         HeaderValue::from_static("application/json, text/event-stream"),
     );
-    let request = if legacy_only {
-        headers.insert(
-            shadowcat_core::mcp::HEADER_PROTOCOL_VERSION,
-            HeaderValue::from_static(shadowcat_core::mcp::DEFAULT_LEGACY_VERSION),
-        );
-        serde_json::json!({"jsonrpc": "2.0", "id": "shadowcat-check", "method": "ping"})
-    } else {
-        headers.insert(
-            shadowcat_core::mcp::HEADER_PROTOCOL_VERSION,
-            HeaderValue::from_static(shadowcat_core::mcp::MODERN_VERSIONS[0]),
-        );
-        headers.insert(
-            shadowcat_core::mcp::HEADER_METHOD,
-            HeaderValue::from_static("server/discover"),
-        );
-        super::discover_request()
-    };
+    headers.insert(
+        shadowcat_core::mcp::HEADER_PROTOCOL_VERSION,
+        HeaderValue::from_static(shadowcat_core::mcp::MODERN_VERSIONS[0]),
+    );
+    headers.insert(
+        shadowcat_core::mcp::HEADER_METHOD,
+        HeaderValue::from_static("server/discover"),
+    );
+    let request = super::discover_request();
     let exchange = async {
         let response = http
             .send(
@@ -565,16 +566,10 @@ pub async fn check(
             "health check returned HTTP {status}"
         )));
     }
-    if legacy_only {
-        // A legacy server may reject a ping without a session, so any status below 500
-        // shows it is up.
-        return Ok(None);
-    }
     if !status.is_success() {
-        // A legacy-only server rejects the unknown method or version.
-        return Ok(Some((false, true)));
+        return Ok((false, true));
     }
-    Ok(Some(super::eras_from_discover(&parse_check_body(&bytes))))
+    Ok(super::eras_from_discover(&parse_check_body(&bytes)))
 }
 
 /// Reads a check response that is either JSON or a short event stream.
