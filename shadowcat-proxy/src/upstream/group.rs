@@ -36,7 +36,7 @@ pub struct Member {
     pub name: Arc<str>,
     /// The replica's transport.
     pub kind: UpstreamKind,
-    /// Time allowed for a stdio replica to answer one request.
+    /// Time allowed for a stdio replica to respond to one request.
     pub request_timeout: Duration,
     health: Mutex<HealthCount>,
     /// Breaker transitions into open, half-open and closed.
@@ -540,6 +540,7 @@ pub async fn check(
         HeaderValue::from_static("server/discover"),
     );
     let request = super::discover_request();
+
     let exchange = async {
         let response = http
             .send(
@@ -561,6 +562,7 @@ pub async fn check(
     let (status, bytes) = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| UpstreamError::Timeout)??;
+
     if status.is_server_error() {
         return Err(UpstreamError::Failed(format!(
             "health check returned HTTP {status}"
