@@ -22,6 +22,10 @@ use crate::monitor::Monitor;
 
 /// Commands received per batch at most.
 const MAX_BATCH: usize = 1024;
+/// How long the writer waits after the first record of a partial batch, so records of
+/// concurrent requests share one wake-up and one `write`. Waking the writer thread for
+/// every record cost about 20 us of CPU per request at 5,000 requests/s.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// Maximum time the writer sleeps without checking for unreported drops or a due sync.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -166,6 +170,19 @@ impl Worker {
                 };
             if received == 0 {
                 break;
+            }
+            let waits_for_nothing = batch
+                .iter()
+                .all(|command| matches!(command, Command::Event(_)));
+            if received < MAX_BATCH && waits_for_nothing && !self.shutting_down {
+                // While the writer sleeps, senders only enqueue: no thread to wake.
+                tokio::time::sleep(LINGER).await;
+                while batch.len() < MAX_BATCH {
+                    match self.receiver.try_recv() {
+                        Ok(command) => batch.push(command),
+                        Err(_) => break,
+                    }
+                }
             }
 
             self.refresh_period();
