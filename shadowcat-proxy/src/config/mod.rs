@@ -19,6 +19,8 @@ pub use duration::parse_duration;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default maximum size of a request body: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// The name of the group the `[upstream]` table becomes, in metrics and logs.
+pub const SINGLE_GROUP_NAME: &str = "default";
 /// Default number of stdio children serving modern stateless requests.
 pub const DEFAULT_STDIO_POOL_SIZE: usize = 2;
 
@@ -440,6 +442,11 @@ impl Config {
             group
                 .validate()
                 .map_err(|error| section(error.to_string()))?;
+            if self.has_single_upstream() && group.name == SINGLE_GROUP_NAME {
+                return Err(section(format!(
+                    "the group name {SINGLE_GROUP_NAME:?} is taken by [upstream]; choose another"
+                )));
+            }
             if !names.insert(group.name.as_str()) {
                 return Err(section(format!(
                     "the group name {:?} is used twice",
@@ -716,6 +723,17 @@ mod tests {
             config.route_table(),
             [("/mcp".to_owned(), RouteTarget::Group("only".to_owned()))]
         );
+    }
+
+    #[test]
+    fn group_name_of_upstream_is_reserved() {
+        let text = "[upstream]\nurl = \"http://127.0.0.1:9000/mcp\"\n[[upstreams]]\nname = \"default\"\nmembers = [{ url = \"http://127.0.0.1:9001/mcp\" }]\n[[routes]]\npath = \"/other\"\nupstream = \"default\"\n";
+        let error = Config::parse(text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("taken by [upstream]"), "{error}");
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl UpstreamGroup {
     /// Builds the group of the `[upstream]` table: one replica, always tried.
     pub fn single(member: Member) -> Arc<Self> {
         Arc::new(Self {
-            name: Arc::from("default"),
+            name: Arc::from(crate::config::SINGLE_GROUP_NAME),
             members: vec![member],
             resilience: None,
             eras: EraSupport::default(),
