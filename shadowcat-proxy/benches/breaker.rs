@@ -88,7 +88,10 @@ fn group_pick(c: &mut Criterion) {
     c.bench_function("group/pick_and_finish_3_replicas", |b| {
         b.iter(|| {
             let attempt = group.pick(None).expect("every replica is available");
-            attempt.finish(black_box(&UpstreamOutcome::Status(200)));
+            attempt.finish(
+                black_box(&UpstreamOutcome::Status(200)),
+                Duration::from_millis(5),
+            );
         });
     });
 }

@@ -127,11 +127,12 @@ async fn attempt_once(
     let index = attempt.index();
     let started = Instant::now();
     let result = call(group.member(index), outgoing).await;
+    let latency = started.elapsed();
     // NOTE: the outcome is taken at the response headers. A stream that breaks later
     // does not count against the replica, and its in-flight count ends here too.
-    attempt.finish(&outcome_of(status_of(&result)));
+    attempt.finish(&outcome_of(status_of(&result)), latency);
     if result.is_ok() {
-        app.metrics.observe_upstream_latency(started.elapsed());
+        app.metrics.observe_upstream_latency(latency);
     }
     (index, result)
 }

@@ -193,11 +193,13 @@ async fn modern(
     }
 
     let listen = message.is_method("subscriptions/listen");
-    let has_stdio = group
-        .members()
-        .iter()
-        .any(|member| matches!(member.kind, UpstreamKind::Stdio { .. }));
-    if listen && has_stdio {
+    let has_stdio = || {
+        group
+            .members()
+            .iter()
+            .any(|member| matches!(member.kind, UpstreamKind::Stdio { .. }))
+    };
+    if listen && has_stdio() {
         // NOTE: stdio pool children respond request by request; routing a long-lived
         // subscription stream back to one client is not built yet.
         return reject::for_body(
@@ -454,7 +456,7 @@ async fn initialize(
     let index = forwarded.index;
     let (upstream, mut response) = match forwarded.child {
         Some(child) => (SessionUpstream::Stdio(child), forwarded.response),
-        // A stdio replica that refused the session answered with its error.
+        // A stdio replica that rejected the session returned its error, sent as is.
         None if matches!(group.member(index).kind, UpstreamKind::Stdio { .. }) => {
             return forwarded.response;
         }

@@ -20,7 +20,8 @@ use super::{AppState, SessionLookupError, reject, relay_response};
 use crate::session::{Session, SessionUpstream};
 use crate::upstream::{UpstreamGroup, UpstreamKind};
 
-/// Runs the guard and authentication, then finds the session a GET or DELETE names.
+/// Runs the guard and authentication, then finds the session a GET or DELETE names and
+/// records its id in `ctx`.
 async fn lookup(
     app: &AppState,
     group: &Arc<UpstreamGroup>,
@@ -31,7 +32,8 @@ async fn lookup(
         return Err(guard_rejection(rejection));
     }
     super::access::authenticate(app, ctx, headers, None).await?;
-    app.session_for(group, headers)
+    let session = app
+        .session_for(group, headers)
         .map_err(|error| match error {
             SessionLookupError::Missing => reject::single(
                 RejectReason::BadInput,
@@ -49,7 +51,9 @@ async fn lookup(
                 "session not found: it is unknown or has ended; send initialize to start a new one",
                 None,
             ),
-        })
+        })?;
+    ctx.session_id = Some(session.id);
+    Ok(session)
 }
 
 /// Opens the session's server-to-client event stream, passing `Last-Event-ID` through.
@@ -63,7 +67,6 @@ pub(super) async fn get(
         Ok(session) => session,
         Err(response) => return (response, ctx),
     };
-    ctx.session_id = Some(session.id);
     let permit = match &app.limits {
         Some(limits) => match limits.acquire(
             &ctx,
@@ -149,7 +152,6 @@ pub(super) async fn delete(
         Ok(session) => session,
         Err(response) => return (response, ctx),
     };
-    ctx.session_id = Some(session.id);
     app.sessions.remove(&session.id);
 
     match &session.upstream {

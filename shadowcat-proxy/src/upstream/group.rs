@@ -98,7 +98,6 @@ pub struct UpstreamGroup {
 pub struct Attempt {
     index: usize,
     guard: Option<ReplicaGuard<SharedClock>>,
-    started: tokio::time::Instant,
 }
 
 impl Attempt {
@@ -107,10 +106,11 @@ impl Attempt {
         self.index
     }
 
-    /// Records the outcome in the replica's latency average, breaker and outlier count.
-    pub fn finish(self, outcome: &UpstreamOutcome) {
+    /// Records the outcome and the time to the response headers in the replica's
+    /// latency average, breaker and outlier count.
+    pub fn finish(self, outcome: &UpstreamOutcome, latency: Duration) {
         if let Some(guard) = self.guard {
-            guard.observe(self.started.elapsed());
+            guard.observe(latency);
             guard.record(outcome);
         }
     }
@@ -219,28 +219,16 @@ impl UpstreamGroup {
     ///
     /// Returns [`NoReplica`] when every replica is open, ejected, unhealthy or excluded.
     pub fn pick(&self, exclude: Option<usize>) -> Result<Attempt, NoReplica> {
-        let started = tokio::time::Instant::now();
         let Some(resilience) = &self.resilience else {
             return Ok(Attempt {
                 index: 0,
                 guard: None,
-                started,
             });
         };
         if exclude.is_none() {
             resilience.retry.record_request();
         }
-        match resilience.balancer.pick(exclude) {
-            Ok(guard) => Ok(Attempt {
-                index: guard.index(),
-                guard: Some(guard),
-                started,
-            }),
-            Err(error) => {
-                self.unavailable.fetch_add(1, Ordering::Relaxed);
-                Err(error)
-            }
-        }
+        self.admitted(resilience.balancer.pick(exclude))
     }
 
     /// Admits a request bound to replica `index`, such as one of a legacy session.
@@ -249,19 +237,21 @@ impl UpstreamGroup {
     ///
     /// Returns [`NoReplica`] while the replica's breaker rejects requests.
     pub fn acquire(&self, index: usize) -> Result<Attempt, NoReplica> {
-        let started = tokio::time::Instant::now();
         let Some(resilience) = &self.resilience else {
-            return Ok(Attempt {
-                index,
-                guard: None,
-                started,
-            });
+            return Ok(Attempt { index, guard: None });
         };
-        match resilience.balancer.acquire(index) {
+        self.admitted(resilience.balancer.acquire(index))
+    }
+
+    /// Wraps the balancer's admission in an [`Attempt`], counting a rejection.
+    fn admitted(
+        &self,
+        admission: Result<ReplicaGuard<SharedClock>, NoReplica>,
+    ) -> Result<Attempt, NoReplica> {
+        match admission {
             Ok(guard) => Ok(Attempt {
-                index,
+                index: guard.index(),
                 guard: Some(guard),
-                started,
             }),
             Err(error) => {
                 self.unavailable.fetch_add(1, Ordering::Relaxed);
@@ -604,8 +594,8 @@ mod tests {
             outcome_of(Ok(http::StatusCode::TOO_MANY_REQUESTS)),
             UpstreamOutcome::Status(429)
         );
-        let refused = UpstreamError::Unreachable("refused".into());
-        assert_eq!(outcome_of(Err(&refused)), UpstreamOutcome::ConnectError);
+        let unreachable = UpstreamError::Unreachable("connection refused".into());
+        assert_eq!(outcome_of(Err(&unreachable)), UpstreamOutcome::ConnectError);
         assert_eq!(
             outcome_of(Err(&UpstreamError::Timeout)),
             UpstreamOutcome::Timeout
