@@ -89,7 +89,7 @@ async fn least_requests_avoids_a_busy_replica() {
     for replica in &replicas {
         replica.set_mode(Mode::StallThenFail);
     }
-    let held = tokio::spawn({
+    let stalled_call = tokio::spawn({
         let client = client.clone();
         let url = proxy.url.clone();
         async move { call_alpha(&client, &url, 0).await.status() }
@@ -106,7 +106,7 @@ async fn least_requests_avoids_a_busy_replica() {
     assert_eq!(alpha_calls(&replicas[idle]), 10);
     assert_eq!(replicas[busy].hits(), 1);
     replicas[busy].release();
-    assert_eq!(held.await.unwrap(), 500);
+    assert_eq!(stalled_call.await.unwrap(), 500);
 }
 
 #[tokio::test]
@@ -199,7 +199,7 @@ async fn half_open_breaker_admits_one_probe() {
     });
     replica.wait_for_hits(4).await;
 
-    // While it hangs, 100 concurrent callers are refused at once, not queued.
+    // While it hangs, 100 concurrent callers are rejected at once, not queued.
     let callers: Vec<_> = (0..100)
         .map(|id| {
             let client = client.clone();
@@ -250,11 +250,11 @@ async fn half_open_breaker_admits_one_probe() {
         .unwrap();
     assert_eq!(opened["upstream"], replica.url.as_str());
     assert_eq!(opened["failures"], 3);
-    let refused = records
+    let unavailable = records
         .iter()
         .filter(|record| record["reason"] == "upstream_unavailable")
         .count();
-    assert_eq!(refused, 101);
+    assert_eq!(unavailable, 101);
 }
 
 #[tokio::test]

@@ -139,7 +139,7 @@ pub struct RouteConfig {
     pub upstream: String,
 }
 
-/// What serves one endpoint path.
+/// The target of one endpoint path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteTarget {
     /// The `[upstream]` table.

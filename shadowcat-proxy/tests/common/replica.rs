@@ -1,6 +1,6 @@
-//! Upstream replicas for resilience tests: real rmcp servers on 127.0.0.1, each on its
-//! own runtime thread so a test can kill one outright, with a switch in front that
-//! makes the replica return 400, 429 or 500, or hold requests until released.
+//! Upstream replicas for resilience tests: real rmcp servers on 127.0.0.1. Each runs on
+//! its own runtime thread, so a test can kill one outright. A switch in front makes the
+//! replica return 400, 429 or 500, or hold requests until released.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
