@@ -171,10 +171,10 @@ impl Worker {
             if received == 0 {
                 break;
             }
-            let waits_for_nothing = batch
+            let only_events = batch
                 .iter()
                 .all(|command| matches!(command, Command::Event(_)));
-            if received < MAX_BATCH && waits_for_nothing && !self.shutting_down {
+            if received < MAX_BATCH && only_events && !self.shutting_down {
                 // While the writer sleeps, senders only enqueue: no thread to wake.
                 tokio::time::sleep(LINGER).await;
                 while batch.len() < MAX_BATCH {
